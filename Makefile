@@ -1,0 +1,36 @@
+# make demo: set up and audit the bundled real sample (writes report.json and report.html).
+# make test: set up with the training and dev extras (CPU torch from local disk) and run the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DATA := examples/alpaca_eval_sample.json
+
+.PHONY: demo test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed-core: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-all: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[train,dev,gx]'
+	touch $@ $(VENV)/.installed-core
+
+demo: $(VENV)/.installed-core
+	$(BIN)/datakit audit $(DEMO_DATA) --label-field dataset --json report.json --fail-on never
+
+test: $(VENV)/.installed-all
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-all
+	$(BIN)/python bench/run.py
+
+lint: $(VENV)/.installed-all
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) report.json report.html report.md

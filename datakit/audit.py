@@ -1,0 +1,152 @@
+"""Orchestration of an audit: read -> normalise -> measure -> rules -> findings -> AuditReport.
+
+`run_audit` keeps the dataset frame and the findings frame for commands that act on them (fix,
+split, train); `audit` is the public function behind `datakit audit` and returns the report.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+import datakit
+from datakit.config import build_config
+from datakit.measure import ensure
+from datakit.normalise import load
+from datakit.progress import Stages
+from schemas.config import AuditConfig
+from schemas.dataset import Dataset
+from schemas.findings import Finding, Severity
+from schemas.report import AuditReport, DatasetProfile, FamilyResult, Percentiles, RuleResult
+from validators import RuleContext, select
+from validators.base import concat_findings
+
+
+@dataclass
+class AuditRun:
+    dataset: Dataset
+    findings: pl.DataFrame
+    report: AuditReport
+    against: list[Dataset]
+
+
+def run_audit(path: str | Path, config: AuditConfig, progress: bool = False) -> AuditRun:
+    started = time.perf_counter()
+    rules = select(config.only, config.skip)
+    with Stages(enabled=progress) as stages:
+        with stages.step(f"reading {Path(path).name}"):
+            ds = load(path, config.label_field)
+        against = []
+        if config.leakage.against and any(r.family == "leakage" for r in rules):
+            with stages.step("reading eval sets"):
+                against = [load(p) for p in config.leakage.against]
+        ctx = RuleContext(config=config, against=against)
+        needs = list(dict.fromkeys(n for r in rules for n in r.needs))
+        for name in needs:
+            with stages.step(f"measuring {name}"):
+                ensure(ds, [name], config)
+                for other in against:
+                    ensure(other, [name], config)
+        frames, families = [], []
+        for rule in rules:
+            with stages.step(f"rules: {rule.family}"):
+                found = rule.check(ds, ctx)
+                frames.append(found)
+                families.append((rule, found, rule.summary(ds, ctx)))
+    findings = concat_findings(frames).sort(["line", "rule"], nulls_last=False)
+    report = _report(ds, findings, families, config, time.perf_counter() - started)
+    return AuditRun(ds, findings, report, against)
+
+
+def audit(path: str | Path, config: AuditConfig | None = None, *, config_file: str | Path | None = None,
+          progress: bool = False, **options: Any) -> AuditReport:
+    """Audit one dataset file. Options are AuditConfig fields or the flat shortcuts of `datakit.config.SHORTCUTS`
+    (max_tokens, tokenizer, against, ...), e.g. `audit("data.jsonl", label_field="class", only=["length"])`."""
+    if config is None:
+        config = build_config(config_file, **options)
+    return run_audit(path, config, progress=progress).report
+
+
+def _percentiles(col: pl.Series) -> Percentiles | None:
+    col = col.drop_nulls()
+    if col.len() == 0:
+        return None
+    q = lambda p: int(col.quantile(p, interpolation="higher"))  # noqa: E731
+    return Percentiles(mean=round(float(col.mean()), 1), p50=q(0.5), p90=q(0.9), p99=q(0.99), max=int(col.max()))
+
+
+def _profile(ds: Dataset, config: AuditConfig, families: list) -> DatasetProfile:
+    frame = ds.frame
+    valid = ds.valid
+    has = lambda c: c in frame.columns  # noqa: E731
+    labels = None
+    if config.label_field:
+        counts = valid.group_by("label").len().sort(["len", "label"], descending=[True, False])
+        labels = {("(missing)" if k is None else k): n for k, n in counts.iter_rows()}
+    languages = next((s.get("languages") for r, _, s in families if r.family == "language"), None)
+    from datakit.measure.tokens import counter
+
+    return DatasetProfile(
+        records=frame.height,
+        valid_records=valid.height,
+        formats={k: n for k, n in valid.group_by("format").len().sort("format").iter_rows()},
+        container=ds.container,
+        gzip=ds.gzip,
+        tokenizer=counter(config.length.tokenizer).name if has("tokens") else None,
+        prompt_tokens=_percentiles(valid["prompt_tokens"]) if has("prompt_tokens") else None,
+        response_tokens=_percentiles(valid["response_tokens"]) if has("response_tokens") else None,
+        total_tokens=_percentiles(valid["tokens"]) if has("tokens") else None,
+        labels=labels,
+        languages=languages,
+    )
+
+
+def _verdict(found: pl.DataFrame) -> str:
+    severities = set(found["severity"].to_list())
+    if "error" in severities:
+        return "fail"
+    if "warning" in severities:
+        return "warn"
+    return "info" if severities else "pass"
+
+
+def _report(ds: Dataset, findings: pl.DataFrame, families: list, config: AuditConfig, elapsed: float) -> AuditReport:
+    all_findings = [Finding.model_validate(r) for r in findings.iter_rows(named=True)]
+    results, fams = [], []
+    for rule, found, summary in families:
+        fams.append(FamilyResult(family=rule.family, verdict=_verdict(found), findings=found.height, summary=summary))
+        for code in rule.codes:
+            mine = found.filter(pl.col("rule") == code.code)
+            examples = [Finding.model_validate(r) for r in mine.head(config.max_examples).iter_rows(named=True)]
+            results.append(RuleResult(code=code.code, family=rule.family, severity=code.severity, why=code.why,
+                                      default=code.default, fixable=code.fixable, count=mine.height, examples=examples))
+    return AuditReport(
+        version=datakit.__version__, source=ds.path, checksum=ds.checksum, elapsed_s=round(elapsed, 3),
+        profile=_profile(ds, config, families), families=fams, rules=results, findings=all_findings,
+        against=list(config.leakage.against), config=config, next_steps=_next_steps(ds.path, results, config),
+    )
+
+
+def _next_steps(path: str, results: list[RuleResult], config: AuditConfig) -> list[str]:
+    hit = {r.family for r in results if r.count} | {r.code for r in results if r.count}
+    fixable = any(r.fixable and r.count for r in results)
+    stem = Path(path).name.split(".")[0]
+    steps = []
+    if fixable or hit & {"empty", "duplicate", "near_duplicate", "format", "pii"}:
+        steps.append(f"datakit fix {path} -o {stem}.clean.jsonl   # repairs fixable findings; rejected records keep their reasons")
+    if "balance" in hit and config.label_field:
+        steps.append(f"datakit balance {path} --by {config.label_field} -o {stem}.balanced.jsonl")
+    if "leakage.eval_overlap" in hit or "leakage.eval_near" in hit:
+        steps.append(f"datakit fix {path} --against {' '.join(config.leakage.against)} -o {stem}.clean.jsonl   # drops contaminated records")
+    if "length.too_long" in hit:
+        steps.append(f"raise --max-tokens above {config.length.max_tokens} only if your trainer's max length allows it; else fix drops them")
+    if not steps:
+        steps.append(f"trainkit plan {path} --model PATH   # the data passed; plan the fine-tune")
+    return steps
+
+
+def severity_counts(report: AuditReport) -> dict[str, int]:
+    return {s.value: report.count(s) for s in Severity}

@@ -1,0 +1,1 @@
+"""Reading datasets from disk and writing them back atomically."""

@@ -1,0 +1,1 @@
+"""Views of an `AuditReport`: terminal, JSON, Markdown and self-contained HTML. They compute no findings."""

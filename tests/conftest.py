@@ -1,0 +1,40 @@
+"""Shared test helpers: paths to the bundled real samples and a runner for the real CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def run_cli(*args: str, cwd: Path | None = None, tool: str = "datakit") -> subprocess.CompletedProcess:
+    """Run the installed console script as a user would, in a subprocess."""
+    exe = Path(sys.executable).parent / tool
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def audit_json(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `datakit audit ... --json` and return the process and the parsed report."""
+    out = tmp_path / f"report-{len(list(tmp_path.iterdir()))}.json"
+    proc = run_cli("audit", *args, "--json", str(out))
+    report = json.loads(out.read_text()) if out.exists() else {}
+    return proc, report
+
+
+def lines_for(report: dict, rule: str) -> list[int]:
+    return sorted(f["line"] for f in report["findings"] if f["rule"] == rule)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA

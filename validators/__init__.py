@@ -1,0 +1,33 @@
+"""Data-quality rules, one family per module; `RULES` is the registry, in report order.
+
+Add a family: write `validators/<family>.py` with a class implementing `validators.base.Rule`
+(family, codes, needs, check) and list it here.
+"""
+from __future__ import annotations
+
+from validators.base import Rule, RuleCode, RuleContext
+from validators.format import FormatRules
+
+RULES: tuple[Rule, ...] = (
+    FormatRules(),
+)
+
+
+def families() -> list[str]:
+    return [r.family for r in RULES]
+
+
+def select(only: list[str] | None = None, skip: list[str] | None = None) -> list[Rule]:
+    """The rules to run. Unknown family names raise ValueError naming the known ones."""
+    known = families()
+    for name in (only or []) + (skip or []):
+        if name not in known:
+            raise ValueError(f"unknown rule family '{name}'; known families: {', '.join(known)} (see `datakit rules`).")
+    return [r for r in RULES if (not only or r.family in only) and r.family not in (skip or [])]
+
+
+def all_codes() -> list[tuple[str, RuleCode]]:
+    return [(r.family, c) for r in RULES for c in r.codes]
+
+
+__all__ = ["RULES", "Rule", "RuleCode", "RuleContext", "all_codes", "families", "select"]

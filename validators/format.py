@@ -1,0 +1,114 @@
+"""format.*: the record can be read, matches a known schema, and its conversation is well formed.
+
+Parse and schema problems are found while reading (`datakit.normalise`); this family reports them
+together with the structural checks on the normalised messages.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import polars as pl
+
+from schemas.dataset import Dataset
+from schemas.findings import Severity, findings_frame
+from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag
+
+E, W, I = Severity.error, Severity.warning, Severity.info
+
+
+class FormatRules(Rule):
+    family: ClassVar[str] = "format"
+    needs: ClassVar[tuple[str, ...]] = ()
+    codes: ClassVar[tuple[RuleCode, ...]] = (
+        RuleCode("format.invalid_json", E, "A line that is not JSON cannot be read by any trainer; one bad line often aborts a whole run."),
+        RuleCode("format.not_an_object", E, "A record must be a JSON object with fields; a bare string or number has no instruction or answer."),
+        RuleCode("format.unknown_format", E, "Fields that match no known format are silently skipped or mis-read by trainers."),
+        RuleCode("format.schema", E, "A missing or wrong-typed field (e.g. output as a list) breaks templating or trains on garbage."),
+        RuleCode("format.unknown_role", E, "A turn with an unknown speaker role is mis-masked or dropped by chat templates."),
+        RuleCode("format.roles_not_alternating", E, "Chat templates require user and assistant turns to alternate; two in a row are merged or rejected."),
+        RuleCode("format.not_ending_with_assistant", E, "A conversation that ends on the user has no answer to learn from its last turn.", "require_assistant_last = true"),
+        RuleCode("format.no_response", E, "Questions without answers (an eval set's shape) teach nothing as training data; use them with --against."),
+        RuleCode("format.mixed_formats", E, "Several record formats in one file usually mean sources were concatenated without conversion.", "allow_mixed_formats = false"),
+        RuleCode("format.bom", I, "A UTF-8 byte-order mark makes strict JSON readers fail on the first line.", fixable=True),
+        RuleCode("format.crlf", I, "Windows line endings are read fine here but leak '\\r' into text with naive readers.", fixable=True),
+        RuleCode("format.invalid_utf8", W, "Bytes that are not UTF-8 become U+FFFD and corrupt the text the model sees."),
+        RuleCode("format.blank_line", I, "Blank lines in JSON Lines break strict readers."),
+        RuleCode("format.truncated_file", W, "A JSON array that is not closed usually means an interrupted write or download."),
+    )
+
+    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
+        valid = ds.valid
+        return concat_findings([
+            ds.read_findings,
+            self._no_response(valid),
+            self._structure(valid, ctx.config.format.require_assistant_last),
+            self._mixed(valid, ctx.config.format.allow_mixed_formats),
+        ])
+
+    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
+        counts = ds.frame.group_by("format").len().sort("format")
+        return {"formats": dict(counts.iter_rows()), "container": ds.container, "gzip": ds.gzip}
+
+    def _no_response(self, valid: pl.DataFrame) -> pl.DataFrame:
+        rows = valid.filter(pl.col("format") == "prompts")
+        return flag(rows, code_info(self, "format.no_response"), "record holds questions (turns) but no answers: nothing "
+                    "to train on. This is an eval set's shape; pass it to `datakit audit --against` instead.",
+                    field="turns")
+
+    def _structure(self, valid: pl.DataFrame, require_assistant_last: bool) -> pl.DataFrame:
+        convs = valid.filter(pl.col("format").is_in(["sharegpt", "openai"]))
+        found: list[dict] = []
+        alternating = code_info(self, "format.roles_not_alternating")
+        last = code_info(self, "format.not_ending_with_assistant")
+        field_name = {"sharegpt": "conversations", "openai": "messages"}
+        for rid, source, line, fmt, msgs in convs.select("id", "source", "line", "format", "messages").iter_rows():
+            problem = _alternation_problem([m["role"] for m in msgs])
+            base = {"source": source, "line": line, "record_id": rid}
+            if problem is not None:
+                index, text = problem
+                found.append(base | {"rule": alternating.code, "severity": alternating.severity.value,
+                                     "field": f"{field_name[fmt]}[{index}]", "message": text + " Chat templates need "
+                                     "user and assistant turns to alternate; merge the turns or split the record."})
+            roles = [m["role"] for m in msgs if m["role"] != "system"]
+            if require_assistant_last and roles and roles[-1] != "assistant":
+                found.append(base | {"rule": last.code, "severity": last.severity.value,
+                                     "field": f"{field_name[fmt]}[{len(msgs) - 1}]",
+                                     "message": f"conversation ends with a '{roles[-1]}' turn, not the assistant's: "
+                                     "the last turn has no answer to learn. Drop the trailing turn or add the answer."})
+        return findings_frame(found)
+
+    def _mixed(self, valid: pl.DataFrame, allow_mixed: bool) -> pl.DataFrame:
+        counts = valid.group_by("format").len().sort(["len", "format"], descending=[True, False])
+        if allow_mixed or counts.height < 2:
+            return flag(valid.clear(), code_info(self, "format.mixed_formats"), "")
+        main, main_n = counts.row(0)
+        share = round(100 * main_n / valid.height)
+        rows = valid.filter(pl.col("format") != main)
+        return flag(rows, code_info(self, "format.mixed_formats"),
+                    pl.format("record is {} while {}% of the file is {}: the file mixes formats, which trainers read "
+                              "with one schema. Convert it with `datakit convert --to {}` or split the file.",
+                              pl.col("format"), pl.lit(str(share)), pl.lit(main), pl.lit(main)),
+                    field="format")
+
+
+def _alternation_problem(roles: list[str]) -> tuple[int, str] | None:
+    """Index and description of the first turn that breaks user/assistant alternation, or None.
+
+    Tool results sit on the user's side (several in a row are fine: parallel tool calls); a system
+    message is allowed only first.
+    """
+    expect_user = True
+    previous = None
+    for i, role in enumerate(roles):
+        if role == "system":
+            if i != 0:
+                return i, f"turn {i} is a system message in the middle of the conversation."
+            continue
+        side_user = role in ("user", "tool")
+        if previous is None and not side_user:
+            return i, f"conversation starts with an '{role}' turn instead of the user's."
+        if side_user != expect_user and not (role == "tool" and previous == "tool"):
+            return i, f"turn {i} ('{role}') follows another '{previous}' turn."
+        expect_user = not side_user
+        previous = role
+    return None
