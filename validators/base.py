@@ -6,7 +6,7 @@ shared findings frame is done here, once (datatrove's filter/base split).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import polars as pl
 
@@ -23,7 +23,13 @@ class RuleCode:
     severity: Severity
     why: str
     default: str = ""
-    fixable: bool = False
+    # What `datakit fix` does with a record this code flags: "repair" rewrites its text through the
+    # family's `repair`, "drop" moves it to the rejected file with its reasons, None leaves it alone.
+    fix: Literal["repair", "drop"] | None = None
+
+    @property
+    def fixable(self) -> bool:
+        return self.fix is not None
 
 
 @dataclass
@@ -48,6 +54,13 @@ class Rule(Protocol):
     def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
         """Dataset-level statistics for the report section of this family (JSON-serialisable), e.g. a class distribution."""
         return {}
+
+    def repair(self, text: str, ctx: RuleContext) -> str:
+        """The text with this family's "repair" problems fixed; identity for families without repairs.
+
+        `datakit fix` applies it to every text field of a record; it must be idempotent.
+        """
+        return text
 
 
 def code_info(rule: type[Rule] | Rule, code: str) -> RuleCode:
