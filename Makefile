@@ -21,7 +21,7 @@ $(VENV)/.installed-all: $(BIN)/python pyproject.toml
 	touch $@ $(VENV)/.installed-core
 
 demo: $(VENV)/.installed-core
-	$(BIN)/datakit audit $(DEMO_DATA) --label-field dataset --json report.json --fail-on never
+	$(BIN)/datakit audit $(DEMO_DATA) --label-field dataset --json report.json --html report.html --fail-on never
 
 test: $(VENV)/.installed-all
 	$(BIN)/python -m pytest

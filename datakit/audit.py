@@ -20,7 +20,7 @@ from datakit.progress import Stages
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
 from schemas.findings import Finding, Severity
-from schemas.report import AuditReport, DatasetProfile, FamilyResult, Percentiles, RuleResult
+from schemas.report import AuditReport, DatasetProfile, FamilyResult, Histogram, Percentiles, RuleResult
 from validators import RuleContext, select
 from validators.base import concat_findings
 
@@ -74,14 +74,27 @@ def _percentiles(col: pl.Series) -> Percentiles | None:
     col = col.drop_nulls()
     if col.len() == 0:
         return None
-    q = lambda p: int(col.quantile(p, interpolation="higher"))  # noqa: E731
+    q = lambda p: int(col.quantile(p, interpolation="higher"))
     return Percentiles(mean=round(float(col.mean()), 1), p50=q(0.5), p90=q(0.9), p99=q(0.99), max=int(col.max()))
+
+
+def _histogram(col: pl.Series, limit: int, bins: int = 40) -> Histogram:
+    """At most `bins` bins of a round width (1, 2 or 5 x 10^k tokens) up to twice the p99 or past the limit,
+    whichever is larger, so one huge record cannot flatten the chart; what lies beyond is counted as overflow."""
+    col = col.drop_nulls()
+    top = min(int(col.max()) + 1, max(2 * int(col.quantile(0.99, interpolation="higher")), limit + limit // 4))
+    least = -(-top // bins)
+    width = next(w for w in (m * 10**e for e in range(19) for m in (1, 2, 5)) if w >= least)
+    n = -(-top // width)
+    found = dict((col.clip(upper_bound=n * width) // width).value_counts().iter_rows())
+    return Histogram(edges=[i * width for i in range(n + 1)], counts=[found.get(i, 0) for i in range(n)],
+                     overflow=found.get(n, 0))
 
 
 def _profile(ds: Dataset, config: AuditConfig, families: list) -> DatasetProfile:
     frame = ds.frame
     valid = ds.valid
-    has = lambda c: c in frame.columns  # noqa: E731
+    has = lambda c: c in frame.columns
     labels = None
     if config.label_field:
         counts = valid.group_by("label").len().sort(["len", "label"], descending=[True, False])
@@ -101,6 +114,9 @@ def _profile(ds: Dataset, config: AuditConfig, families: list) -> DatasetProfile
         total_tokens=_percentiles(valid["tokens"]) if has("tokens") else None,
         labels=labels,
         languages=languages,
+        histograms={name: _histogram(valid[col], config.length.max_tokens)
+                    for name, col in (("prompt", "prompt_tokens"), ("response", "response_tokens"), ("total", "tokens"))
+                    if has(col) and valid[col].drop_nulls().len()} or None,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,12 +17,14 @@ from rich.table import Table
 from datakit.config import ConfigError, build_config
 from datakit.io.read import InputError
 from datakit.measure.tokens import TokenizerError
+from reports.gx import GxUnavailable
 
 app = typer.Typer(help="Audit, repair, rebalance and split supervised fine-tuning data.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 out = Console()
 err = Console(stderr=True)
-USER_ERRORS = (InputError, ConfigError, TokenizerError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError)
+USER_ERRORS = (InputError, ConfigError, TokenizerError, GxUnavailable, ValueError, FileNotFoundError, IsADirectoryError,
+               PermissionError)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -35,34 +37,85 @@ def _split(values: list[str] | None) -> list[str] | None:
 @app.command()
 def audit(
     path: Annotated[Path, typer.Argument(help="Dataset file: JSONL, JSON array, .gz of either, or Parquet.")],
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON here.")] = None,
-    label_field: Annotated[Optional[str], typer.Option(help="Record field holding the class/category label.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Token limit per record (default 2048).")] = None,
-    tokenizer: Annotated[Optional[Path], typer.Option(help="Local Hugging Face tokenizer directory (default: cl100k, offline).")] = None,
-    only: Annotated[Optional[list[str]], typer.Option(help="Run only these rule families (comma-separated).")] = None,
-    skip: Annotated[Optional[list[str]], typer.Option(help="Skip these rule families (comma-separated).")] = None,
-    against: Annotated[Optional[list[str]], typer.Option(help="Eval/test file(s) to check contamination against (repeat or comma-separate).")] = None,
-    fail_on: Annotated[Optional[str], typer.Option(help="Exit 1 when a finding reaches: error | warning | never.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML config file (an [audit] table or bare keys).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON here.")] = None,
+    label_field: Annotated[str | None, typer.Option(help="Record field holding the class/category label.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Token limit per record (default 2048).")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Local Hugging Face tokenizer directory (default: cl100k, offline).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Run only these rule families (comma-separated).")] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="Skip these rule families (comma-separated).")] = None,
+    against: Annotated[list[str] | None, typer.Option(help="Eval/test file(s) to check contamination against (repeat or comma-separate).")] = None,
+    fail_on: Annotated[str | None, typer.Option(help="Exit 1 when a finding reaches: error | warning | never.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file (an [audit] table or bare keys).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal summary; exit status only.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Write the HTML report here (default: next to --json with .html, else ./report.html).")] = None,
+    no_html: Annotated[bool, typer.Option("--no-html", help="Do not write the HTML report.")] = False,
+    html_max_findings: Annotated[int, typer.Option(min=0, help="Findings per rule embedded in the HTML page; the JSON keeps all.")] = 2000,
+    markdown: Annotated[Path | None, typer.Option(help="Write a compact Markdown summary (for a pull-request comment) here.")] = None,
+    gx_suite: Annotated[Path | None, typer.Option(help="Export the dataset-level rules as a Great Expectations suite (JSON) here.")] = None,
+    gx: Annotated[bool, typer.Option("--gx", help="Validate the rules with Great Expectations too and add the result to the report.")] = False,
 ) -> None:
-    """Audit a dataset against the data-quality rules; print a summary, optionally write the JSON report."""
+    """Audit a dataset against the data-quality rules; print a summary, write the HTML report and optionally JSON/Markdown."""
     from datakit.audit import run_audit
     from reports import terminal
+    from reports.html import write_html
     from reports.json_report import write_json
+    from reports.markdown import write_markdown
 
     cfg = build_config(config, label_field=label_field, max_tokens=max_tokens,
                        tokenizer=str(tokenizer) if tokenizer else None, only=_split(only), skip=_split(skip),
                        against=_split(against), fail_on=fail_on)
     run = run_audit(path, cfg, progress=not quiet)
+    if gx_suite or gx:
+        from reports import gx as gx_report
+
+        if gx_suite:
+            gx_report.write_suite(run, gx_suite)
+        if gx:
+            run.report = run.report.model_copy(update={"gx": gx_report.validate(run)})
     report = run.report
+    html_out = None if no_html else html or (json_out.with_suffix(".html") if json_out else Path("report.html"))
+    written = [p for p in (json_out, html_out, markdown, gx_suite) if p]
     if json_out:
         write_json(report, json_out)
+    if html_out:
+        write_html(report, html_out, html_max_findings)
+    if markdown:
+        write_markdown(report, markdown)
     if not quiet:
         terminal.render(report, out)
-        if json_out:
-            out.print(f"report written to {json_out}")
+        for written_path in written:
+            out.print(f"written: {written_path}")
     raise typer.Exit(1 if report.fails(cfg.fail_on) else 0)
+
+
+@app.command()
+def report(
+    path: Annotated[Path, typer.Argument(help="A JSON report written by `datakit audit --json`.")],
+    html: Annotated[Path | None, typer.Option(help="Write the HTML report here (default: next to the JSON, .html).")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the Markdown summary here.")] = None,
+    html_max_findings: Annotated[int, typer.Option(min=0, help="Findings per rule embedded in the HTML page.")] = 2000,
+) -> None:
+    """Re-render a saved JSON report as HTML and/or Markdown, without auditing again."""
+    from pydantic import ValidationError
+
+    from reports.html import write_html
+    from reports.json_report import read_json
+    from reports.markdown import write_markdown
+
+    try:
+        saved = read_json(path)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ValueError(f"{path}: not a datakit JSON report ({'.'.join(map(str, first['loc'])) or 'document'}: {first['msg']}). "
+                         "Write one with `datakit audit DATA --json report.json`.") from None
+    if html is None and markdown is None:
+        html = path.with_suffix(".html")
+    if html:
+        write_html(saved, html, html_max_findings)
+        out.print(f"written: {html}")
+    if markdown:
+        write_markdown(saved, markdown)
+        out.print(f"written: {markdown}")
 
 
 @app.command()
@@ -79,7 +132,7 @@ def rules() -> None:
 
 
 @app.command()
-def schema(output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here instead of stdout.")] = None) -> None:
+def schema(output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None) -> None:
     """Print the JSON Schema of the audit report (the `--json` output contract)."""
     from datakit.io.atomic import write_text
     from reports.json_report import json_schema
@@ -90,10 +143,114 @@ def schema(output: Annotated[Optional[Path], typer.Option("-o", "--output", help
         sys.stdout.write(json_schema())
 
 
+@app.command()
+def fix(
+    path: Annotated[Path, typer.Argument(help="Dataset file to fix; it is never modified.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Clean file, written in the input's format.")] = None,
+    rejected: Annotated[Path | None, typer.Option(help="Rejected records with every reason (default: next to -o, .rejected.jsonl).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show counts per rule and a few before/after diffs; write nothing.")] = False,
+    against: Annotated[list[str] | None, typer.Option(help="Eval/test file(s): training records leaking into them are rejected.")] = None,
+    label_field: Annotated[str | None, typer.Option(help="Record field holding the class/category label.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Token limit per record (default 2048).")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Local Hugging Face tokenizer directory (default: cl100k, offline).")] = None,
+    over_length: Annotated[str | None, typer.Option(help="Over-length records: drop (default) | truncate (cut the last answer).")] = None,
+    pii: Annotated[str | None, typer.Option(help="PII and secrets: redact (default) | reject.")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Apply only these rule families (comma-separated).")] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="Skip these rule families (comma-separated).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file (an [audit] table or bare keys).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Repair what can be repaired, move the rest to a rejected file with its reasons: clean + rejected == input."""
+    from datakit.fix import fix as fix_file
+    from datakit.fix import print_summary
+
+    result = fix_file(path, output, rejected, dry_run=dry_run, config_file=config, progress=not quiet,
+                      against=_split(against), label_field=label_field, max_tokens=max_tokens,
+                      tokenizer=str(tokenizer) if tokenizer else None, only=_split(only), skip=_split(skip),
+                      pii={"action": pii} if pii else None, fix={"over_length": over_length} if over_length else None)
+    print_summary(result, out)
+
+
+@app.command()
+def balance(
+    path: Annotated[Path, typer.Argument(help="Dataset file to rebalance.")],
+    by: Annotated[str, typer.Option("--by", help="Record field holding the class label.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Rebalanced file, in the input's format.")] = None,
+    strategy: Annotated[str, typer.Option(help="cap (downsample big classes) | floor (upsample small ones) | shares.")] = "cap",
+    shares: Annotated[str | None, typer.Option(help="Target shares for --strategy shares, e.g. a=0.5,b=0.5 (default: uniform).")] = None,
+    max_per_class: Annotated[int | None, typer.Option(help="cap: records per class at most (default: smallest x max imbalance ratio).")] = None,
+    min_per_class: Annotated[int | None, typer.Option(help="floor: records per class at least (default: largest / max imbalance ratio).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Write per-class loss weights (JSON) here instead of resampling.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same file.")] = 0,
+    rejected: Annotated[Path | None, typer.Option(help="Capped records with their reason (default: next to -o, .rejected.jsonl).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file (balance.max_imbalance_ratio).")] = None,
+) -> None:
+    """Rebalance classes by resampling (nothing is lost: capped records keep their reason), or write loss weights."""
+    from datakit.balance import balance as balance_file
+    from datakit.balance import parse_shares, print_summary
+
+    result = balance_file(path, by, output, strategy=strategy, shares=parse_shares(shares) if shares else None,
+                          max_per_class=max_per_class, min_per_class=min_per_class, weights=weights, seed=seed,
+                          rejected=rejected, config_file=config)
+    print_summary(result, out)
+
+
+@app.command(name="split")
+def split_command(
+    path: Annotated[Path, typer.Argument(help="Dataset file to split.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output directory (default: <input>_split next to it).")] = None,
+    eval_share: Annotated[float, typer.Option("--eval", help="Share of records for eval.")] = 0.1,
+    test_share: Annotated[float, typer.Option("--test", help="Share of records for test (0: no test file).")] = 0.0,
+    stratify: Annotated[str | None, typer.Option(help="Record field to stratify by (the class label).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same files.")] = 0,
+    threshold: Annotated[float | None, typer.Option(help="Near-duplicate Jaccard threshold for grouping (default 0.8).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file (an [audit] table or bare keys).")] = None,
+) -> None:
+    """Write train / eval (/ test) files; duplicate and near-duplicate groups never straddle splits."""
+    from datakit.split import print_summary
+    from datakit.split import split as split_file
+
+    result = split_file(path, output, eval_share=eval_share, test_share=test_share, stratify=stratify, seed=seed,
+                        config_file=config, threshold=threshold)
+    print_summary(result, out)
+
+
+@app.command()
+def convert(
+    path: Annotated[Path, typer.Argument(help="Dataset file to convert.")],
+    to: Annotated[str, typer.Option("--to", help="Target format: alpaca | sharegpt | openai.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Converted file (default: <input>.<to>.<ext>).")] = None,
+    rejected: Annotated[Path | None, typer.Option(help="Records the target cannot hold, with the reason (default: next to -o).")] = None,
+    dataset_info: Annotated[str | None, typer.Option(help="Add/replace this entry in a LLaMA-Factory dataset_info.json next to -o.")] = None,
+) -> None:
+    """Convert between Alpaca, ShareGPT and OpenAI messages; lossless where the formats allow, refusing clearly where not."""
+    from datakit.convert import convert as convert_file
+    from datakit.convert import print_summary
+
+    print_summary(convert_file(path, to, output, rejected=rejected, dataset_info=dataset_info), out)
+
+
+@app.command()
+def mix(
+    paths: Annotated[list[Path], typer.Argument(help="Input files: a task set, then general data, ...")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Mixed file; its suffix picks the container (default JSON Lines).")],
+    ratio: Annotated[str | None, typer.Option(help="One share per input, e.g. 0.8,0.2 (default: every record once).")] = None,
+    total: Annotated[int | None, typer.Option(help="Records in the mix (default: the largest that repeats no record).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same file.")] = 0,
+    to: Annotated[str | None, typer.Option("--to", help="Convert every record to alpaca | sharegpt | openai first.")] = None,
+) -> None:
+    """Mix a task set with general data at a fixed ratio (against catastrophic forgetting); each record tagged with _source."""
+    from datakit.mix import mix as mix_files
+    from datakit.mix import parse_ratio, print_summary
+
+    print_summary(mix_files(paths, output, ratio=parse_ratio(ratio) if ratio else None, total=total, seed=seed, to=to), out)
+
+
 def main() -> None:
     """Entry point: runs the app and turns user errors into one line and exit status 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a command's exit status instead of exiting with it.
+        sys.exit(app(standalone_mode=False) or 0)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
@@ -105,7 +262,8 @@ def main() -> None:
     except Exception as e:  # click usage errors and anything unforeseen: one line, never a traceback
         import click
 
-        if isinstance(e, click.exceptions.ClickException):
+        # typer >= 0.29 bundles its own click: its usage errors are not click's classes but show() the same way.
+        if isinstance(e, (click.exceptions.ClickException, typer.exceptions.TyperException)) and hasattr(e, "show"):
             e.show()
             sys.exit(2)
         if os.environ.get("DATAKIT_DEBUG"):

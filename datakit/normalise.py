@@ -84,8 +84,8 @@ def _row_from(fmt: str, obj: dict) -> tuple[dict, list[tuple[str, str, str]]]:
             role = SHAREGPT_ROLES.get(t.from_.strip().lower())
             if role is None:
                 problems.append(("format.unknown_role", f"conversations[{i}].from",
-                                 f"unknown role '{t.from_}'; expected one of {sorted(set(SHAREGPT_ROLES))}. "
-                                 "A trainer cannot tell who speaks, so the turn is mis-masked or dropped."))
+                                 (f"unknown role '{t.from_}'; expected one of {sorted(set(SHAREGPT_ROLES))}. "
+                                 "A trainer cannot tell who speaks, so the turn is mis-masked or dropped.")))
                 role = "user"
             msgs.append({"role": role, "content": t.value})
     elif fmt == "prompts":
@@ -101,8 +101,8 @@ def _row_from(fmt: str, obj: dict) -> tuple[dict, list[tuple[str, str, str]]]:
             role = OPENAI_ROLES.get(m.role.strip().lower())
             if role is None:
                 problems.append(("format.unknown_role", f"messages[{i}].role",
-                                 f"unknown role '{m.role}'; expected one of {sorted(set(OPENAI_ROLES))}. "
-                                 "A trainer cannot tell who speaks, so the turn is mis-masked or dropped."))
+                                 (f"unknown role '{m.role}'; expected one of {sorted(set(OPENAI_ROLES))}. "
+                                 "A trainer cannot tell who speaks, so the turn is mis-masked or dropped.")))
                 role = "user"
             text = m.text
             if not text and getattr(m, "tool_calls", None):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Self
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -15,7 +16,7 @@ class Stages:
         self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                                   console=Console(stderr=True), transient=True, disable=not enabled)
 
-    def __enter__(self) -> "Stages":
+    def __enter__(self) -> Self:
         self._progress.__enter__()
         return self
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
@@ -40,9 +40,30 @@ class HygieneConfig(_Section):
             r"###\s*(?:指令|输入|回答|回复)\s*[:：]",
             r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|end_header_id)\|>",
             r"\[/?INST\]",
-            r"\{\{\s*\w+\s*\}\}",
         ],
-        description="hygiene.template_marker: leftover prompt-template markers and unfilled placeholders leak the template into what the model learns.")
+        description="hygiene.template_marker: leftover prompt-template markers leak the template into what the model learns; "
+        "`datakit fix` strips them.")
+    placeholders: list[str] = Field(
+        default_factory=lambda: [r"\{\{\s*\w+\s*\}\}"],
+        description="hygiene.template_marker: unfilled placeholders such as {{name}} teach the model to say them; reported with "
+        "the markers, but `datakit fix` cannot invent the value, so they are left for you to fill.")
+
+    @field_validator("template_markers", "placeholders")
+    @classmethod
+    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
+        """Each pattern must work in Python's `re` and in polars' regex engine (no look-around, no back-references)."""
+        import re
+
+        import polars as pl
+
+        for p in patterns:
+            try:
+                re.compile(p)
+                pl.Series([""]).str.contains(p)
+            except (re.error, pl.exceptions.ComputeError) as e:
+                why = next((ln for ln in str(e).splitlines() if ln.startswith("error:")), str(e).splitlines()[0])
+                raise ValueError(f"pattern {p!r} is not a usable regular expression ({why.removeprefix('error: ')})") from None
+        return patterns
 
 
 class DuplicateConfig(_Section):
@@ -54,7 +75,13 @@ class NearDuplicateConfig(_Section):
     threshold: float = Field(0.8, gt=0, le=1, description="near_duplicate.cluster: estimated Jaccard similarity at or above which two records count as near-duplicates.")
     num_perm: int = Field(128, ge=16, description="near_duplicate.cluster: MinHash permutations; more is more precise and slower.")
     word_ngram: int = Field(5, ge=1, description="near_duplicate.cluster: word shingle size for space-separated text.")
-    char_ngram: int = Field(5, ge=1, description="near_duplicate.cluster: character shingle size for CJK text, which has no spaces.")
+    char_ngram: int = Field(
+        5, ge=1, description="near_duplicate.cluster: character shingle size for CJK text, which has no spaces; 5 characters span "
+        "2-3 Chinese words, so a near-copy tolerates about the same edit rate as English word 5-grams.")
+    seed: int = Field(1, description="near_duplicate.cluster: MinHash permutation seed; 1 is datasketch's default, so signatures equal datasketch.MinHash()'s.")
+    scheme: Literal["affine32", "legacy"] = Field(
+        "affine32", description="near_duplicate.cluster: datasketch's permutation scheme: affine32 (its default since 2.0: unbiased, faster) "
+        "or legacy (mod 2^61-1, as datasketch < 2.0 computed it).")
 
 
 class BalanceConfig(_Section):
@@ -66,33 +93,85 @@ class BalanceConfig(_Section):
 class DiversityConfig(_Section):
     max_leading_share: float = Field(
         0.3, gt=0, le=1, description="diversity.leading_phrase: one opening phrase on more than 30% of prompts makes the model brittle to other phrasings.")
-    leading_words: int = Field(2, ge=1, description="diversity.leading_phrase: how many leading words (or CJK characters x2) make a phrasing.")
+    leading_words: int = Field(
+        2, ge=1, description="diversity.leading_phrase: how many leading words make a phrasing. Chinese and Japanese have no "
+        "spaces: there it is that many characters, or a whole common opening (如何, 为什么, 请), so '如何...' is one phrasing.")
+    min_distinct_2: float = Field(
+        0.3, gt=0, le=1, description="diversity.low_distinct: share of distinct word pairs (distinct-2; a CJK character is a word) "
+        "in a sample of prompts below which they repeat themselves. Varied real sets score 0.6-0.85 (AlpacaEval, BELLE, "
+        "Alpaca zh/en, self-instruct seeds); FastChat's templated dummy conversations 0.05.")
+    distinct_sample_tokens: int = Field(
+        5000, ge=100, description="diversity.low_distinct: distinct-n falls as text grows, so it is measured on every k-th prompt, "
+        "about this many tokens, to mean the same for 100 records as for 100,000.")
+    max_template_share: float = Field(
+        0.05, gt=0, le=1, description="diversity.repeated_template: share of prompts one fill-in template (quoted text, numbers "
+        "and names masked) may cover. Real sets stay under 2%; templated ones reach 6-8% for a single template.")
 
 
 class LanguageConfig(_Section):
     expected: list[str] | None = Field(
-        None, description="language.off_language: ISO codes the dataset should be in; default is the dataset's own main language(s).")
-    min_share_for_main: float = Field(0.2, gt=0, le=1, description="language.off_language: a language on at least this share of records is a main language.")
+        None, description="language.off_language: langdetect codes the dataset should be in (en, zh-cn; 'zh' covers zh-cn and "
+        "zh-tw); default is the dataset's own main language(s).")
+    min_share_for_main: float = Field(
+        0.2, gt=0, le=1, description="language.off_language: a language on at least this share of the judged responses is a main language.")
+    min_letters: int = Field(
+        50, ge=1, description="language.*: texts in an alphabetic script with fewer letters outside code are not judged. On real "
+        "English prompts langdetect names another European language for 15% of texts under 30 letters, 2-3% at 30-50 and "
+        "under 1% from 50 (AlpacaEval, Alpaca, FastChat, glaive, self-instruct).")
+    min_cjk_chars: int = Field(
+        4, ge=1, description="language.*: Chinese, Japanese and Korean texts with fewer CJK characters are not judged. Their script "
+        "pins the language down (only Japanese has kana, only Korean Hangul), so short texts are reliable: on real Chinese "
+        "texts of 3-9 characters langdetect's only other answer is Korean (10%), which a text without Hangul is not.")
     seed: int = Field(0, description="language.*: langdetect is randomised; a fixed seed makes it deterministic.")
 
 
 class LeakageConfig(_Section):
-    against: list[str] = Field(default_factory=list, description="leakage.eval_overlap: eval/test files the training data must not contain.")
+    against: list[str] = Field(default_factory=list, description="leakage.eval_*: eval/test files the training data must not contain.")
     ngram: int = Field(13, ge=3, description="leakage.eval_overlap: shared word n-gram length counted as contamination (13 as in GPT-3's decontamination).")
+    cjk_ngram: int = Field(
+        20, ge=3, description="leakage.eval_overlap: the same for Chinese/Japanese eval texts, in characters: about 1.5 characters "
+        "carry what one English word does, so 20 characters match the 13-word evidence; 13 characters flag common phrases.")
     near_threshold: float = Field(0.8, gt=0, le=1, description="leakage.eval_near: MinHash Jaccard at or above which a training record near-copies an eval record.")
     answer_in_prompt_share: float = Field(
         0.8, gt=0, le=1, description="leakage.answer_in_prompt: share of the answer already present in the prompt above which the model learns to copy.")
+    answer_run: int = Field(
+        5, ge=1, description="leakage.answer_in_prompt: an answer token counts as copied when it sits in a run of this many tokens "
+        "also in the prompt; single shared words are normal (a rewrite reuses its input's words, not its sentences).")
+    answer_min_tokens: int = Field(
+        5, ge=1, description="leakage.answer_in_prompt: answers shorter than this many tokens (words, or CJK characters) are not "
+        "checked: 'Yes', '4' or a class label inside the prompt says nothing about copying.")
     internal_patterns: list[str] = Field(
         default_factory=lambda: [
-            r"(?i)\b(?:according to|per|see|as stated in) (?:our|the) internal (?:doc(?:ument)?|wiki|memo|policy|report)s?\b",
-            r"(?i)\binternal (?:use only|document|wiki|confluence|jira)\b",
-            r"根据(?:我们|公司)?的?内部(?:文档|资料|文件|规定|wiki)",
-            r"内部(?:文档|资料)",
-            r"(?i)\bconfidential\b",
-            r"(?:[A-Za-z]:\\(?:[^\\\s]+\\)+[^\\\s]+|(?<![\w/])/(?:home|Users|etc|var|opt|srv|mnt)/[^\s]+)",
-            r"(?i)https?://[\w.-]*(?:\.internal|\.corp|\.local|\.lan|intranet)[\w./-]*",
+            (r"(?i)\b(?:according to|per|see|as (?:stated|described|noted|outlined) in|refer to|based on|from|check) "
+            r"(?:our|the company'?s|my company'?s|the team'?s) internal (?:doc(?:ument(?:ation)?)?s?|wiki|memos?|"
+            r"polic(?:y|ies)|reports?|guidelines?|knowledge base|handbook|records?|data(?:base)?|systems?)\b"),
+            (r"(?i:\b(?:for )?internal use only\b|\b(?:company|strictly|highly) confidential\b|"
+            r"\bdo not (?:distribute|share) (?:externally|outside)\b)|\bCONFIDENTIAL\b"),
+            r"(?i)\b(?:our|the company'?s) (?:internal )?(?:wiki|confluence|intranet|sharepoint)(?: page| site| space)?\b",
+            r"(?:根据|参见|参考|详见|按照|依据|见)(?:我们|本公司|公司|我司|集团)?的?内部(?:文档|资料|文件|规定|制度|知识库|wiki|Wiki|系统|邮件)",
+            r"(?:内部|公司)机密|仅供内部(?:使用|参考|传阅)|请勿外传",
+            r"(?i)https?://(?:[\w-]+\.)*(?:intranet|internal)[\w-]*(?:\.[\w-]+)+|https?://(?:[\w-]+\.)+(?:corp|lan|intra|internal|intranet)\b(?!\.)",
+            (r"(?<![\w/\\])(?:/home/|/Users/|[A-Za-z]:\\+Users\\+)(?!(?i:user(?:name)?|your[\w-]*|you|me|name|admin|ubuntu|runner|"
+            r"root|example|test|guest|public|shared|default|<[^>]+>|\$\w+|%\w+%|\{[^}]+\})[/\\])[\w.-]+[/\\]"),
+            r"(?i)\bsandbox:/mnt/data/|(?<![\w/])/mnt/data/[\w.-]+\.(?:csv|xlsx?|json|txt|pdf|png|docx?|zip)\b",
         ],
-        description="leakage.internal_reference: outputs that cite internal material cannot be verified and may leak it.")
+        description="leakage.internal_reference: answers that cite internal documents, carry confidentiality markings, link "
+        "intranet hosts or name a person's home directory (or ChatGPT's sandbox:/mnt/data) cannot be verified and may leak "
+        "internal material. Python regular expressions, searched in responses. Bare words such as 'internal' or "
+        "'confidential' and system paths like /etc are not flagged: answers use them legitimately all the time.")
+
+    @field_validator("internal_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        """The patterns run in Python's `re`; a broken one is a config error, not a crash mid-audit."""
+        import re
+
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"pattern {p!r} is not a valid regular expression ({e})") from None
+        return patterns
 
 
 class PiiConfig(_Section):
@@ -102,6 +181,12 @@ class PiiConfig(_Section):
 class VolumeConfig(_Section):
     task_type: Literal["style", "classification", "knowledge", "reasoning"] | None = Field(
         None, description="volume.too_few: recommended minimum records depend on the task (style 50-100, classification 100-200, knowledge 500-1000, reasoning 1000+).")
+
+
+class FixConfig(_Section):
+    over_length: Literal["drop", "truncate"] = Field(
+        "drop", description="length.too_long: what `datakit fix` does with an over-length record: move it to the rejected file, "
+        "or cut its last answer to fit max_tokens (a cut answer teaches an unfinished reply; drop is the safe default).")
 
 
 class AuditConfig(_Section):
@@ -124,3 +209,4 @@ class AuditConfig(_Section):
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     volume: VolumeConfig = Field(default_factory=VolumeConfig)
+    fix: FixConfig = Field(default_factory=FixConfig)

@@ -23,6 +23,14 @@ class Percentiles(BaseModel):
     max: int
 
 
+class Histogram(BaseModel):
+    """Binned counts for a chart: `counts[i]` values fall in [edges[i], edges[i + 1]); `overflow` lie at or above the last edge."""
+
+    edges: list[int]
+    counts: list[int]
+    overflow: int = 0
+
+
 class DatasetProfile(BaseModel):
     records: int = Field(description="Records in the file, readable or not.")
     valid_records: int = Field(description="Records that parsed and matched a known format.")
@@ -35,6 +43,8 @@ class DatasetProfile(BaseModel):
     total_tokens: Percentiles | None = None
     labels: dict[str, int] | None = Field(None, description="Counts per value of the label field, when one is configured.")
     languages: dict[str, int] | None = Field(None, description="Records per main language of the response, when the language family ran.")
+    histograms: dict[str, Histogram] | None = Field(
+        None, description="Token counts binned per text (prompt, response, total) for the report's charts; bins, not every record.")
 
 
 class RuleResult(BaseModel):
@@ -55,6 +65,27 @@ class FamilyResult(BaseModel):
     summary: dict = Field(default_factory=dict, description="Dataset-level statistics of this family (distributions, ratios).")
 
 
+class GxExpectationResult(BaseModel):
+    expectation: str = Field(description="Great Expectations expectation type, e.g. `expect_column_values_to_be_between`.")
+    column: str | None = None
+    family: str = Field(description="The datakit rule family the expectation mirrors.")
+    kwargs: dict = Field(default_factory=dict)
+    success: bool
+    element_count: int | None = None
+    unexpected_count: int | None = None
+
+
+class GxValidation(BaseModel):
+    """The result of validating the exported ExpectationSuite with Great Expectations' own engine (`--gx`)."""
+
+    suite: str
+    gx_version: str
+    success: bool
+    evaluated: int
+    successful: int
+    results: list[GxExpectationResult]
+
+
 class AuditReport(BaseModel):
     tool: str = "datakit"
     version: str
@@ -68,6 +99,7 @@ class AuditReport(BaseModel):
     against: list[str] = Field(default_factory=list, description="Eval files the data was checked against.")
     config: AuditConfig
     next_steps: list[str] = Field(default_factory=list, description="Commands to run next, derived from the findings.")
+    gx: GxValidation | None = Field(None, description="Great Expectations validation of the per-record metrics, when run with --gx.")
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)

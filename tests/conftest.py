@@ -18,7 +18,7 @@ def run_cli(*args: str, cwd: Path | None = None, tool: str = "datakit") -> subpr
     """Run the installed console script as a user would, in a subprocess."""
     exe = Path(sys.executable).parent / tool
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    return subprocess.run([str(exe), *map(str, args)], check=False, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
 def audit_json(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
@@ -38,3 +38,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random-init tiny Qwen2 with a locally trained tokenizer and chat template (tests/trainkit_helpers.py)."""
+    from tests.trainkit_helpers import build_model
+
+    return build_model(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_no_chat(tmp_path_factory) -> Path:
+    """The same tiny model whose tokenizer has no chat template (Alpaca templates apply)."""
+    from tests.trainkit_helpers import build_model
+
+    return build_model(tmp_path_factory.mktemp("tiny-qwen2-nochat"), chat_template=False)

@@ -5,11 +5,33 @@ Add a family: write `validators/<family>.py` with a class implementing `validato
 """
 from __future__ import annotations
 
+from validators.balance import BalanceRules
 from validators.base import Rule, RuleCode, RuleContext
+from validators.diversity import DiversityRules
+from validators.duplicate import DuplicateRules
+from validators.empty import EmptyRules
 from validators.format import FormatRules
+from validators.hygiene import HygieneRules
+from validators.language import LanguageRules
+from validators.leakage import LeakageRules
+from validators.length import LengthRules
+from validators.near_duplicate import NearDuplicateRules
+from validators.pii import PiiRules
+from validators.volume import VolumeRules
 
 RULES: tuple[Rule, ...] = (
     FormatRules(),
+    EmptyRules(),
+    LengthRules(),
+    HygieneRules(),
+    DuplicateRules(),
+    NearDuplicateRules(),
+    LeakageRules(),
+    PiiRules(),
+    BalanceRules(),
+    DiversityRules(),
+    LanguageRules(),
+    VolumeRules(),
 )
 
 

@@ -193,7 +193,7 @@ def _parquet_records(p: Path, data: bytes) -> list[RawRecord]:
 
     try:
         frame = pl.read_parquet(io.BytesIO(data))
-    except Exception as e:  # polars raises several unrelated types for damaged files
+    except Exception as e:  # noqa: BLE001 -- polars raises several unrelated types for damaged files
         raise InputError(f"{p}: Parquet file cannot be read ({type(e).__name__}: {e}).") from None
     rows = frame.to_dicts()
     return [RawRecord(i + 1, json.dumps(r, ensure_ascii=False, default=str), r) for i, r in enumerate(rows)]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from datakit.measure.language import add_languages
+from datakit.measure.minhash import add_minhash, add_near_duplicates
 from datakit.measure.normal import add_normalised_hashes
 from datakit.measure.tokens import add_token_counts
 from schemas.config import AuditConfig
@@ -15,6 +17,9 @@ from schemas.dataset import Dataset
 MEASURES: dict[str, Callable[[Dataset, AuditConfig], None]] = {
     "tokens": add_token_counts,
     "norm_hash": add_normalised_hashes,
+    "minhash": add_minhash,
+    "near_dup": add_near_duplicates,
+    "language": add_languages,
 }
 
 

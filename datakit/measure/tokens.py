@@ -59,7 +59,7 @@ def _load_hf(path: str):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except Exception as e:  # transformers raises many types for a bad folder
+    except Exception as e:  # noqa: BLE001 -- transformers raises many types for a bad folder
         raise TokenizerError(f"--tokenizer {path}: cannot load a tokenizer from it ({type(e).__name__}: {e}).") from None
 
 

@@ -1,0 +1,173 @@
+"""diversity.*: are the prompts varied: how they open, how many distinct words they use, and fill-in templates.
+
+All three look at the user's request (an Alpaca instruction, else the first user turn), not at the
+system prompt many datasets repeat on every record, and are CJK-aware: Chinese and Japanese have no
+spaces, so an opening is counted in characters and a character is a token.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import polars as pl
+
+from schemas.config import DiversityConfig
+from schemas.dataset import Dataset
+from schemas.findings import Severity, findings_frame
+from validators.base import Rule, RuleCode, RuleContext, code_info
+
+W = Severity.warning
+
+CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+# Common Chinese openings counted whole: 为什么 is one phrasing, not 为什; 请 (please) leads any request.
+OPENINGS = ("为什么", "怎么样", "是什么", "有哪些", "如何", "怎么", "什么", "哪些", "请问", "请", "写")
+TOKEN = rf"[{CJK}]|[\p{{L}}\p{{N}}]+"
+MIN_GROUP = 5  # records a phrasing or template needs before its share is judged: 2 of 4 prompts says nothing
+MIN_SAMPLE = 1000  # tokens distinct-n needs to mean something
+EXAMPLES = 5  # example lines named in a dataset-level finding
+
+
+def request() -> pl.Expr:
+    """The user's request: the Alpaca instruction (its input is the part that varies), else the first user turn."""
+    first_user = pl.col("messages").list.eval(
+        pl.element().filter(pl.element().struct.field("role") == "user").struct.field("content")).list.first()
+    return pl.coalesce(pl.col("instruction"), first_user)
+
+
+def opening(text: pl.Expr, words: int, chars: int) -> pl.Expr:
+    """How a text opens: its first `words` words lower-cased or, when it starts with a CJK character, a common
+    Chinese opening (如何, 为什么, 请) or its first `chars` characters. Leading punctuation is skipped."""
+    head = text.str.slice(0, 300).str.replace(r"^[^\p{L}\p{N}]+", "")
+    cjk = head.str.extract(rf"^((?:{'|'.join(OPENINGS)})|[{CJK}]{{1,{chars}}})", 1)
+    latin = head.str.to_lowercase().str.extract_all(r"[\p{L}\p{N}'’]+").list.head(words).list.join(" ")
+    found = pl.when(head.str.contains(rf"^[{CJK}]")).then(cjk).otherwise(latin)
+    return pl.when(found != "").then(found)
+
+
+def template(text: pl.Expr) -> pl.Expr:
+    """A prompt with what usually varies in a fill-in template masked: quoted spans, numbers, and capitalised
+    names after the first word (`Translate "x" into French` and `Translate "y" into German` are one template)."""
+    quoted = (r"\"[^\"\n]{0,200}\"|“[^”]{0,200}”|‘[^’]{0,200}’|「[^」]{0,200}」|『[^』]{0,200}』|《[^》]{0,200}》"
+              r"|(?:^|\s)'[^'\n]{1,200}'")
+    return (text.str.replace_all(quoted, " ‹q› ")
+            .str.replace_all(r"\p{N}+(?:[.,:/-]\p{N}+)*", "‹n›")
+            .str.replace_all(r"([\p{Ll}\p{N},;:]\s+)\p{Lu}[\p{L}\p{N}-]+(?:\s+\p{Lu}[\p{L}\p{N}-]+)*", "${1}‹e›")
+            .str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars())
+
+
+def prompts(ds: Dataset) -> pl.DataFrame:
+    """Valid records with a non-blank request: id, source, line, request."""
+    return (ds.valid.select("id", "source", "line", request().alias("request"))
+            .filter(pl.col("request").str.contains(r"[\p{L}\p{N}]")))
+
+
+def distinct_n(texts: pl.Series, budget: int) -> dict:
+    """distinct-1 and distinct-2 (unique uni-/bigrams over all of them) of the texts' tokens, on every k-th text
+    so that about `budget` tokens are counted whatever the dataset's size: the ratios fall as text grows, so
+    only equal-sized samples compare."""
+    tokens = pl.DataFrame({"t": texts.str.to_lowercase().str.extract_all(TOKEN)}).with_columns(pl.col("t").list.len().alias("n"))
+    total = int(tokens["n"].sum())
+    if total == 0:
+        return {"distinct_1": None, "distinct_2": None, "sample_tokens": 0}
+    step = max(1, math.ceil(total / budget))
+    sample = tokens.gather_every(step)
+    uni = sample.select(pl.col("t").explode().drop_nulls())["t"]
+    bi = sample.select(pl.col("t").list.eval(pl.concat_str([pl.element(), pl.element().shift(-1)], separator=" "))
+                       .explode().drop_nulls())["t"]
+    return {"distinct_1": round(uni.n_unique() / uni.len(), 3) if uni.len() else None,
+            "distinct_2": round(bi.n_unique() / bi.len(), 3) if bi.len() else None,
+            "sample_tokens": uni.len()}
+
+
+class DiversityRules(Rule):
+    family: ClassVar[str] = "diversity"
+    needs: ClassVar[tuple[str, ...]] = ()
+    codes: ClassVar[tuple[RuleCode, ...]] = (
+        RuleCode("diversity.leading_phrase", W, "When most prompts open the same way ('如何...', 'Write a...'), the model "
+                 "learns that phrasing and handles others worse.", "max_leading_share = 0.3, leading_words = 2"),
+        RuleCode("diversity.low_distinct", W, "Few distinct word pairs across prompts means the data repeats itself: more "
+                 "records, little new to learn.", "min_distinct_2 = 0.3 over a 5,000-token sample"),
+        RuleCode("diversity.repeated_template", W, "One fill-in template behind many prompts teaches its wording, not the task.",
+                 "max_template_share = 0.05"),
+    )
+
+    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
+        cfg = ctx.config.diversity
+        rows = prompts(ds)
+        if rows.height == 0:
+            return findings_frame([])
+        base = {"source": ds.path, "line": None, "record_id": None, "field": "prompt"}
+        found = [self._leading(base, phrase, group, rows.height, cfg) for phrase, group in _openings(rows, cfg)
+                 if group.height >= MIN_GROUP and group.height / rows.height > cfg.max_leading_share]
+        found += [self._template(base, tpl, group, rows.height, cfg) for tpl, group in _templates(rows)
+                  if group.height >= MIN_GROUP and group.height / rows.height > cfg.max_template_share]
+        stats = distinct_n(rows["request"], cfg.distinct_sample_tokens)
+        if stats["sample_tokens"] >= MIN_SAMPLE and stats["distinct_2"] < cfg.min_distinct_2:
+            info = code_info(self, "diversity.low_distinct")
+            found.append(base | {
+                "rule": info.code, "severity": info.severity.value,
+                "detail": f"distinct-2 {stats['distinct_2']} < {cfg.min_distinct_2}; distinct-1 {stats['distinct_1']}",
+                "message": f"prompts repeat the same words: only {stats['distinct_2']:.0%} of word pairs are distinct "
+                           f"(distinct-2 over {stats['sample_tokens']} tokens; varied instruction data scores 0.6-0.85, this "
+                           f"rule fires under {cfg.min_distinct_2}). Rewrite prompts in varied words, or add data from other "
+                           "sources, before adding more of the same."})
+        return findings_frame(found)
+
+    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
+        cfg = ctx.config.diversity
+        rows = prompts(ds)
+        n = rows.height
+        share = lambda k: round(k / n, 4) if n else 0.0
+        return {
+            "prompts": n,
+            "leading_words": cfg.leading_words,
+            "leading_phrases": [{"phrase": p, "count": g.height, "share": share(g.height)} for p, g in _openings(rows, cfg)[:10]],
+            **distinct_n(rows["request"], cfg.distinct_sample_tokens),
+            "templates": [{"template": t, "count": g.height, "share": share(g.height), "example_line": g["line"][0]}
+                          for t, g in _templates(rows)[:5]],
+        }
+
+    def _leading(self, base: dict, phrase: str, group: pl.DataFrame, total: int, cfg: DiversityConfig) -> dict:
+        info = code_info(self, "diversity.leading_phrase")
+        share = group.height / total
+        return base | {
+            "rule": info.code, "severity": info.severity.value, "excerpt": phrase, "related_line": group["line"][0],
+            "detail": f"{group.height} of {total} prompts; e.g. lines {_lines(group)}",
+            "message": f"{share:.0%} of prompts ({group.height} of {total}) open with '{phrase}', over the "
+                       f"{cfg.max_leading_share:.0%} limit: the model learns that phrasing and handles other ways of asking "
+                       "worse. Rephrase some of them (questions, commands, context first), or add prompts that open "
+                       "differently."}
+
+    def _template(self, base: dict, tpl: str, group: pl.DataFrame, total: int, cfg: DiversityConfig) -> dict:
+        info = code_info(self, "diversity.repeated_template")
+        share = group.height / total
+        return base | {
+            "rule": info.code, "severity": info.severity.value, "excerpt": tpl[:200], "related_line": group["line"][0],
+            "detail": f"{group.height} of {total} prompts; e.g. lines {_lines(group)}",
+            "message": f"{share:.0%} of prompts ({group.height} of {total}) are one template, '{tpl[:80]}' (quoted text, "
+                       f"numbers and names masked as ‹q› ‹n› ‹e›), over the {cfg.max_template_share:.0%} limit: the model "
+                       "learns the template's wording rather than the task. Vary the wording, or keep fewer of them."}
+
+
+def _openings(rows: pl.DataFrame, cfg: DiversityConfig) -> list[tuple[str, pl.DataFrame]]:
+    """Records per opening phrase, most frequent first."""
+    keyed = rows.with_columns(opening(pl.col("request"), cfg.leading_words, cfg.leading_words).alias("key"))
+    return _groups(keyed.filter(pl.col("key").is_not_null()))
+
+
+def _templates(rows: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """Records per template that at least two different prompts fill (identical prompts are duplicate.*'s)."""
+    keyed = rows.with_columns(template(pl.col("request")).alias("key"))
+    return [(k, g) for k, g in _groups(keyed) if g["request"].n_unique() > 1]
+
+
+def _groups(keyed: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    sizes = keyed.group_by("key").len().filter(pl.col("len") > 1).sort(["len", "key"], descending=[True, False])
+    top = sizes["key"].head(50).to_list()
+    parts = keyed.filter(pl.col("key").is_in(top)).partition_by("key", as_dict=True)
+    return [(k, parts[(k,)].sort("line")) for k in top]
+
+
+def _lines(group: pl.DataFrame) -> str:
+    shown = ", ".join(map(str, group["line"].head(EXAMPLES).to_list()))
+    return shown + (f" (+{group.height - EXAMPLES} more)" if group.height > EXAMPLES else "")
