@@ -1,9 +1,146 @@
-"""The `trainkit` command line (plan, train, merge)."""
+"""The `trainkit` command line: `plan`, `train` and `merge`, each a thin wrapper over the Python function of the same name.
+
+User errors end with one line on stderr and exit status 2; data refused by the audit gate exits 3 with
+the audit summary and the `datakit fix` command; a run stopped by Ctrl-C saves a checkpoint and exits 130.
+"""
 from __future__ import annotations
 
-import typer
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
 
-app = typer.Typer(help="Fine-tune LoRA/QLoRA adapters from audited data.", no_args_is_help=True, add_completion=False)
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+app = typer.Typer(help="Plan, train and merge LoRA/QLoRA adapters from data that datakit audits.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+
+def _plan_table(p) -> Table:
+    table = Table(show_header=True, header_style="bold", expand=True)
+    for col in ("setting", "value", "why"):
+        table.add_column(col, overflow="fold")
+    for name in ("method", "learning_rate", "scheduler", "warmup_ratio", "epochs", "effective_batch", "micro_batch",
+                 "grad_accum", "max_length", "packing", "precision", "gradient_checkpointing", "lora", "target_modules",
+                 "template"):
+        choice = getattr(p, name)
+        value = choice.value
+        shown = f"{value:.3g}" if isinstance(value, float) else (json.dumps(value) if isinstance(value, (list, dict)) else str(value))
+        table.add_row(name, shown, choice.reason)
+    return table
+
+
+@app.command()
+def plan(
+    data: Annotated[Path, typer.Argument(help="Dataset: anything `datakit audit` reads.")],
+    model: Annotated[Path, typer.Option("--model", help="Local model folder (config.json + tokenizer).")],
+    gpu_mem: Annotated[float | None, typer.Option("--gpu-mem", help="GPU memory to plan for, GiB (default: this machine's).")] = None,
+    method: Annotated[str | None, typer.Option(help="Fix the method instead of choosing it.")] = None,
+    template: Annotated[str, typer.Option(help="auto | chat | alpaca_en | alpaca_zh")] = "auto",
+    targets: Annotated[str, typer.Option(help="LoRA targets: all (every linear projection) | minimal (q/v).")] = "all",
+    label_field: Annotated[str | None, typer.Option(help="Record field holding the class label.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the plan as JSON here.")] = None,
+) -> None:
+    """Print the training plan for DATA on MODEL: every hyper-parameter with the rule it came from."""
+    from datakit.io.atomic import write_text
+    from trainkit.plan import plan as make
+
+    p = make(data, model, gpu_mem, method, template=template, label_field=label_field, targets=targets)
+    out.print(f"[bold]{p.data}[/]: {p.records} records to train on, token lengths p50 {p.token_lengths.p50} / p99 "
+              f"{p.token_lengths.p99} / max {p.token_lengths.max}; model {p.model.model_type}, {p.model.size} parameters; "
+              f"device {p.device}{f' ({p.gpu_mem_gib:g} GiB)' if p.gpu_mem_gib else ''}", highlight=False)
+    out.print(_plan_table(p))
+    out.print(f"{p.total_steps} optimizer steps ({p.steps_per_epoch} per epoch)")
+    for line, why in p.skipped[:10]:
+        out.print(f"[yellow]skipped[/] line {line}: {why}", highlight=False)
+    for w in p.warnings:
+        out.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if json_out:
+        write_text(json_out, p.model_dump_json(indent=2) + "\n")
+
+
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Argument(help="Training data: anything `datakit audit` reads.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="Local model folder.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder: checkpoints, adapter, reports.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file with any of these options (flags win).")] = None,
+    method: Annotated[str | None, typer.Option(help="lora | qlora | dora | loha | lokr | ia3 | prefix | prompt | full | freeze")] = None,
+    eval_data: Annotated[Path | None, typer.Option("--eval", help="Eval file (e.g. from `datakit split`); default: 10% held out.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Epochs (default: from the dataset size).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: from model size and method).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Max tokens per record (default: p99 of the data).")] = None,
+    effective_batch: Annotated[int | None, typer.Option(help="Records per optimizer step (default 16-32).")] = None,
+    micro_batch: Annotated[int | None, typer.Option(help="Rows per forward pass (default: what fits).")] = None,
+    packing: Annotated[bool | None, typer.Option("--packing/--no-packing", help="Pack short records into full rows.")] = None,
+    gradient_checkpointing: Annotated[bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")] = None,
+    targets: Annotated[str | None, typer.Option(help="LoRA targets: all | minimal (q/v).")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank (alpha is twice it).")] = None,
+    template: Annotated[str | None, typer.Option(help="auto | chat | alpaca_en | alpaca_zh")] = None,
+    trainable_layers: Annotated[int | None, typer.Option(help="--method freeze: train the last N decoder layers.")] = None,
+    layer_lr_decay: Annotated[float | None, typer.Option(help="--method freeze: lr x this per layer further down.")] = None,
+    label_field: Annotated[str | None, typer.Option(help="Record field holding the class label.")] = None,
+    class_weights: Annotated[Path | None, typer.Option(help="JSON label -> loss weight (from `datakit balance --weights`).")] = None,
+    audit_config: Annotated[Path | None, typer.Option(help="TOML config of the audit gate (as `datakit audit --config`).")] = None,
+    allow_findings: Annotated[bool, typer.Option("--allow-findings", help="Train even when the audit finds errors.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output from its last checkpoint.")] = False,
+    save_steps: Annotated[int | None, typer.Option(help="Checkpoint every N steps (default 100).")] = None,
+    keep_checkpoints: Annotated[int | None, typer.Option(help="Keep the last K checkpoints (default 3).")] = None,
+    attention: Annotated[str | None, typer.Option(help="sdpa (default) | eager | flex_attention")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the split, data order and init (default 42).")] = None,
+    gpu_mem: Annotated[float | None, typer.Option("--gpu-mem", help="GPU memory to plan for, GiB.")] = None,
+) -> None:
+    """Audit DATA, plan, and train an adapter into the run folder (--output)."""
+    from pydantic import ConfigDict, ValidationError, validate_call
+
+    from datakit.config import ConfigError
+    from trainkit.config import configurable, merged_options
+    from trainkit.train import train as run
+
+    flags = {"data": data, "model": model, "output": output, "method": method, "eval_data": eval_data, "max_steps": max_steps,
+             "epochs": epochs, "learning_rate": lr, "max_length": max_length, "effective_batch": effective_batch,
+             "micro_batch": micro_batch, "packing": packing, "gradient_checkpointing": gradient_checkpointing,
+             "targets": targets, "lora_r": lora_r, "template": template, "trainable_layers": trainable_layers,
+             "layer_lr_decay": layer_lr_decay, "label_field": label_field, "class_weights": class_weights,
+             "audit_config": audit_config, "allow_findings": allow_findings, "resume": resume, "save_steps": save_steps,
+             "keep_checkpoints": keep_checkpoints, "attention": attention, "seed": seed, "gpu_mem_gib": gpu_mem}
+    options = merged_options(config, flags, configurable(run))
+    missing = [flag for name, flag in (("data", "DATA"), ("model", "--model"), ("output", "--output")) if options.get(name) is None]
+    if missing:
+        raise ConfigError(f"missing {', '.join(missing)}: give it on the command line or in --config.")
+    try:
+        checked = validate_call(run, config=ConfigDict(arbitrary_types_allowed=True))
+        result = checked(**options, console=err)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise ConfigError(f"invalid option value(s): {problems}.") from None
+    if result.interrupted:
+        err.print(f"[yellow]interrupted[/] at step {result.steps}: checkpoint saved in {result.run_dir}/checkpoints; continue with "
+                  f"`trainkit train {options['data']} --model {options['model']} --output {result.run_dir} --resume`", highlight=False)
+        raise typer.Exit(130)
+    out.print(f"trained {result.steps} steps; train loss {result.train_loss:.4f}"
+              + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""), highlight=False)
+    out.print(f"output: {result.output_dir}\nreport: {result.report}", highlight=False)
+
+
+@app.command()
+def merge(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `trainkit train`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the merged full model.")],
+    base: Annotated[Path | None, typer.Option(help="Base model folder, if it moved since training.")] = None,
+) -> None:
+    """Merge the run's adapter into its base model and write a full model folder."""
+    from trainkit.merge import merge as run
+
+    path = run(run_dir, output, base)
+    out.print(f"merged model written to {path}", highlight=False)
 
 
 @app.command()
@@ -15,4 +152,33 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    """Entry point: user errors become one line and exit status 2, never a traceback (as `datakit`)."""
+    from datakit.config import ConfigError
+    from datakit.io.read import InputError
+    from datakit.measure.tokens import TokenizerError
+    from trainkit.gate import AuditRefused
+
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except AuditRefused as e:
+        err.print(str(e), highlight=False, markup=False, soft_wrap=True)
+        sys.exit(AuditRefused.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("[red]aborted[/]")
+        sys.exit(130)
+    except (InputError, ConfigError, TokenizerError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        err.print("[red]error:[/]", escape(str(e)), highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Exception as e:  # click usage errors and anything unforeseen: one line, never a traceback
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if os.environ.get("TRAINKIT_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/] {type(e).__name__}: {escape(str(e))}. Re-run with TRAINKIT_DEBUG=1 for the "
+                  "traceback and report it.", highlight=False, soft_wrap=True)
+        sys.exit(2)

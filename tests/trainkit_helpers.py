@@ -1,0 +1,71 @@
+"""Tiny models for the trainkit tests: a BPE tokenizer trained here on the bundled samples, a random-init Qwen2.
+
+Both are saved with `save_pretrained` and loaded back through the same path a user's model takes; the
+`tiny_model` / `tiny_model_no_chat` fixtures in tests/conftest.py build them once per session.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.conftest import EXAMPLES
+
+# Tiny models on 2 shared cores: one thread avoids OpenMP spin-waiting against other processes (about 5x faster
+# here), for this process and for the CLI subprocesses `run_cli` starts (they inherit the environment).
+os.environ["OMP_NUM_THREADS"] = "1"
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def sample_texts() -> list[str]:
+    texts = []
+    for name in ("alpaca_en_sample.json", "alpaca_zh_sample.json", "sharegpt_sample.json", "identity.json"):
+        for rec in json.loads((EXAMPLES / name).read_text(encoding="utf-8")):
+            texts += [str(v) for v in rec.values() if isinstance(v, str)]
+            texts += [t.get("value", "") for t in rec.get("conversations", []) if isinstance(t, dict)]
+    return texts + ["### Instruction:", "### Input:", "### Response:", "### 指令:", "### 输入:", "### 回答:"]
+
+
+def build_tokenizer(out: Path, chat_template: bool = True):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(sample_texts(), trainers.BpeTrainer(vocab_size=1024, special_tokens=SPECIALS,
+                                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   chat_template=CHAT_TEMPLATE if chat_template else None)
+    fast.save_pretrained(str(out))
+    return AutoTokenizer.from_pretrained(str(out), local_files_only=True)
+
+
+def build_model(out: Path, chat_template: bool = True, layers: int = 2) -> Path:
+    """A random-init Qwen2 (hidden 64, `layers` layers) with the locally trained tokenizer, saved to `out`."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.set_num_threads(1)
+    tokenizer = build_tokenizer(out, chat_template)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=False,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(str(out))
+    return out
+
+
+def identity_records(n: int) -> list[dict]:
+    """Short real records (LLaMA-Factory's identity set): quick to train on, and the model can learn them."""
+    return json.loads((EXAMPLES / "identity.json").read_text(encoding="utf-8"))[:n]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path

@@ -1,0 +1,341 @@
+"""The training run, in order: audit gate -> read and split -> tokenise -> plan -> load -> wrap -> train -> save -> report.
+
+transformers' Trainer owns the loop, the cosine schedule, gradient accumulation, checkpoints (every N
+steps, last K kept), exact resumption (optimizer, scheduler, RNG and data position) and distributed
+launch through accelerate/torchrun; this module owns what it does not do: the loss on assistant tokens
+with per-class weights, packed rows with their masks, the plan, and the diagnoses.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from datakit.io.atomic import write_text
+from trainkit.data import holdout, normalised_weights, read_class_weights, read_dataset
+from trainkit.gate import audit_gate, audit_summary
+from trainkit.loss import loss_sum
+from trainkit.model import layerwise_param_groups, load_model, load_tokenizer, quiet_transformers, virtual_tokens, wrap
+from trainkit.model_info import inspect_model
+from trainkit.monitor import Diagnosis, InterruptToCheckpoint, RichProgress, Throughput, oom_advice
+from trainkit.packing import RowCollator, pack_rows
+from trainkit.plan import PROMPT_LEARNING, Choice, TrainPlan, detect_gpu_mem_gib, make_plan
+from trainkit.report import write_run_report
+from trainkit.tokenize import IGNORE, Example, tokenize_frame
+
+RUN_FILE = "run.json"
+EARLY_STOPPING_PATIENCE = 3
+
+
+class RunError(ValueError):
+    """The run cannot start or go on as asked (output folder in use, nothing to resume, data changed); one line says why."""
+
+
+class OutOfMemory(RunError):
+    """The GPU ran out of memory; the message is the concrete plan change to try."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    output_dir: Path  # the adapter (peft format) or, for full / freeze, the whole model
+    steps: int
+    train_loss: float | None
+    eval_loss: float | None
+    interrupted: bool
+    report: Path
+    diagnoses: list[str] = field(default_factory=list)
+    model: Any = field(default=None, repr=False)  # the trained model in memory (PeftModel, or the model for full / freeze)
+
+
+class RowsDataset(torch.utils.data.Dataset):
+    """Rows of examples (a packed row, or one example when not packing); `RowCollator` batches them."""
+
+    def __init__(self, rows: list[list[Example]]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> list[Example]:
+        return self.rows[i]
+
+
+class SFTTrainer(Trainer):
+    """Trainer whose loss is `trainkit.loss.loss_sum` over the target tokens of the whole accumulated batch.
+
+    The Trainer counts those tokens across the accumulation steps (`num_items_in_batch`, from `shift_labels`),
+    so every token weighs the same however the records fall into micro-batches.
+    """
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, loss_options: dict, throughput: Throughput, param_groups: list[dict] | None = None, **kwargs):
+        self.loss_options, self.throughput, self.param_groups = loss_options, throughput, param_groups
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = True  # makes the Trainer count target tokens for `num_items_in_batch`
+
+    def create_optimizer(self, model=None):
+        if self.param_groups is None or self.optimizer is not None:
+            return super().create_optimizer(model) if model is not None else super().create_optimizer()
+        cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
+        self.optimizer = cls(self.param_groups, **kwargs)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.throughput.tokens += int(inputs["attention_mask"].sum())
+            self.throughput.padded += inputs["attention_mask"].numel()
+        total = loss_sum(model, inputs, **self.loss_options)
+        count = num_items_in_batch if num_items_in_batch is not None else (inputs["shift_labels"] != IGNORE).sum()
+        loss = total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients; the count was global
+        return (loss, {}) if return_outputs else loss
+
+
+# ---- the story, step by step ------------------------------------------------------------------------------
+
+
+def prepare_run_dir(output: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None for a fresh run); refuses to write a fresh run over an existing one."""
+    checkpoints = output / "checkpoints"
+    if resume:
+        last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        if last is None or not (output / RUN_FILE).is_file():
+            raise RunError(f"--resume: {output} holds no checkpoint to continue from; start a fresh run without --resume.")
+        return Path(last)
+    if (output / RUN_FILE).is_file() or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        raise RunError(f"--output {output}: already holds a run; pass --resume to continue it, or choose another folder.")
+    output.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def split_data(data: Path, eval_data: Path | None, label_field: str | None, seed: int):
+    train_frame = read_dataset(data, label_field)
+    if eval_data is not None:
+        return train_frame, read_dataset(eval_data, label_field), f"eval records from --eval {eval_data}"
+    return holdout(train_frame, seed)
+
+
+def fitting(examples: list[Example], max_length: int) -> list[Example]:
+    """Records within max_length; the plan has already listed the others (they are left out, never truncated)."""
+    return [e for e in examples if len(e) <= max_length]
+
+
+def build_rows(examples: list[Example], max_length: int, packing: bool) -> list[list[Example]]:
+    if not packing:
+        return [[e] for e in examples]
+    return [[examples[i] for i in row] for row in pack_rows([len(e) for e in examples], max_length)]
+
+
+def weights_precision(method: str, precision: str) -> str:
+    """Trained full weights stay fp32 (bf16 autocast computes): Adam updates on bf16 weights round away. Frozen
+    weights are stored at the plan's precision."""
+    return "fp32" if method in ("full", "freeze") else precision
+
+
+def choose_attention(requested: str | None, cuda: bool) -> str:
+    """sdpa unless asked: it honours the 4D block-diagonal mask on every device (flex_attention is opt-in on CUDA)."""
+    if requested is None:
+        return "sdpa"
+    if requested not in ("sdpa", "eager", "flex_attention"):
+        raise RunError(f"--attention {requested}: choose sdpa, eager or flex_attention.")
+    return requested
+
+
+def direct_head_ok(model, method: str, info_softcap: bool) -> bool:
+    """Whether the chunked loss may apply the output layer itself (the model takes `logits_to_keep` and does
+    nothing to logits after it)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return method not in PROMPT_LEARNING and not info_softcap and "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def eval_interval(save_steps: int, total_steps: int) -> int:
+    """About ten evaluations a run, at a step count that divides save_steps (so the best checkpoint exists)."""
+    target = max(1, total_steps // 10)
+    return max(d for d in range(1, save_steps + 1) if save_steps % d == 0 and d <= target)
+
+
+def training_arguments(plan: TrainPlan, run_dir: Path, *, has_eval: bool, save_steps: int, keep_checkpoints: int,
+                       seed: int, max_steps: int | None) -> TrainingArguments:
+    total = plan.total_steps
+    cuda = plan.device == "cuda"
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"), seed=seed, data_seed=seed,
+        per_device_train_batch_size=plan.micro_batch.value, per_device_eval_batch_size=plan.micro_batch.value,
+        gradient_accumulation_steps=plan.grad_accum.value, learning_rate=plan.learning_rate.value,
+        lr_scheduler_type=plan.scheduler.value, warmup_steps=plan.warmup_ratio.value, num_train_epochs=plan.epochs.value,
+        max_steps=max_steps or -1, weight_decay=0.0, max_grad_norm=1.0,
+        bf16=plan.precision.value == "bf16", use_cpu=not cuda,
+        activation_checkpointing=plan.gradient_checkpointing.value, activation_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=max(1, total // 200), logging_first_step=True,
+        save_strategy="steps", save_steps=save_steps, save_total_limit=keep_checkpoints,
+        eval_strategy="steps" if has_eval else "no", eval_steps=eval_interval(save_steps, total) if has_eval else None,
+        load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None, greater_is_better=False,
+        prediction_loss_only=True, remove_unused_columns=False, report_to=[], disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def save_output(model, tokenizer, run_dir: Path, method: str) -> Path:
+    """peft adapter (adapter_model.safetensors + adapter_config.json) or, for full / freeze, the whole model."""
+    out = run_dir / ("model" if method in ("full", "freeze") else "adapter")
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+def train(data: str | Path, model: str | Path, output: str | Path, *, method: str | None = None,
+          eval_data: str | Path | None = None, max_steps: int | None = None, epochs: float | None = None,
+          learning_rate: float | None = None, max_length: int | None = None, effective_batch: int | None = None,
+          micro_batch: int | None = None, packing: bool | None = None, gradient_checkpointing: bool | None = None,
+          targets: str = "all", lora_r: int = 8, template: str = "auto", trainable_layers: int = 2,
+          layer_lr_decay: float | None = None, label_field: str | None = None, class_weights: str | Path | None = None,
+          audit_config: str | Path | None = None, allow_findings: bool = False, resume: bool = False,
+          save_steps: int = 100, keep_checkpoints: int = 3, attention: str | None = None, seed: int = 42,
+          gpu_mem_gib: float | None = None, progress: bool = True, console: Console | None = None,
+          callbacks: list[TrainerCallback] | None = None) -> RunResult:
+    """Train an adapter on DATA. Settings left as None come from the plan (`trainkit plan` prints it)."""
+    quiet_transformers()
+    console = console or Console(stderr=True)
+    run_dir = Path(output)
+    data, model_dir = Path(data), Path(model)
+    checkpoint = prepare_run_dir(run_dir, resume)
+    saved = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")) if checkpoint else None
+    if saved:  # a resumed run continues with the settings it started with
+        s = saved["settings"]
+        method, eval_data, label_field, class_weights, template, seed = (s["method"], s["eval_data"], s["label_field"],
+                                                                         s["class_weights"], s["template"], s["seed"])
+        trainable_layers, layer_lr_decay, attention, max_steps = (s["trainable_layers"], s["layer_lr_decay"], s["attention"],
+                                                                  s["max_steps"])
+        save_steps, keep_checkpoints = s["save_steps"], s["keep_checkpoints"]
+
+    # 1. audit gate
+    report = audit_gate(data, run_dir, audit_config=audit_config, label_field=label_field, eval_data=eval_data,
+                        allow_findings=allow_findings)
+    if saved and saved["data_checksum"] != report.checksum:
+        raise RunError(f"--resume: {data} changed since the run started (checksum {report.checksum} != "
+                       f"{saved['data_checksum']}); resuming would not continue the same run. Start a new run.")
+
+    # 2. read and split, 3. tokenise
+    weights_file, weights_field = read_class_weights(class_weights) if class_weights else (None, None)
+    label_field = label_field or weights_field
+    if weights_file and not label_field:
+        raise RunError("--class-weights needs the label field: pass --label-field (the field `datakit balance --by` used).")
+    train_frame, eval_frame, eval_reason = split_data(data, Path(eval_data) if eval_data else None, label_field, seed)
+    tokenizer = load_tokenizer(model_dir)
+    tok = tokenize_frame(train_frame, tokenizer, template)
+    tok_eval = tokenize_frame(eval_frame, tokenizer, tok.template) if eval_frame is not None and eval_frame.height else None
+
+    # 4. plan
+    cuda = torch.cuda.is_available()
+    if saved:
+        the_plan = TrainPlan.model_validate(saved["plan"])
+    else:
+        mem = (gpu_mem_gib or detect_gpu_mem_gib()) if cuda else None
+        if gpu_mem_gib and not cuda:
+            console.print("[yellow]note:[/] --gpu-mem ignored: no CUDA device here; planning for the CPU.")
+        the_plan = make_plan(data=str(data), info=inspect_model(model_dir), lengths=tok.lengths,
+                             lines=[e.line for e in tok.examples], template=Choice(value=tok.template, reason=tok.template_reason),
+                             gpu_mem_gib=mem, skipped=tok.skipped, method=method, learning_rate=learning_rate, epochs=epochs,
+                             max_length=max_length, effective_batch=effective_batch, micro_batch=micro_batch, packing=packing,
+                             gradient_checkpointing=gradient_checkpointing, targets=targets, lora_r=lora_r, max_steps=max_steps)
+    for warning in the_plan.warnings:
+        console.print(f"[yellow]plan:[/] {warning}", highlight=False)
+    ml, method = the_plan.max_length.value, the_plan.method.value
+    examples = fitting(tok.examples, ml)
+    eval_examples = fitting(tok_eval.examples, ml) if tok_eval else []
+    weight_of, unweighted = (normalised_weights(weights_file, [e.label for e in examples], [len(e) for e in examples])
+                             if weights_file else (None, []))
+    if unweighted:
+        console.print(f"[yellow]class weights:[/] no weight for label(s) {', '.join(unweighted)}; they keep weight 1.")
+    attn = choose_attention(attention, cuda)
+    rows = build_rows(examples, ml, the_plan.packing.value)
+    eval_rows = build_rows(eval_examples, ml, the_plan.packing.value)
+    if not saved:
+        settings = {"method": method, "eval_data": str(eval_data) if eval_data else None, "label_field": label_field,
+                    "class_weights": str(class_weights) if class_weights else None, "template": template, "seed": seed,
+                    "trainable_layers": trainable_layers, "layer_lr_decay": layer_lr_decay, "attention": attention,
+                    "max_steps": max_steps, "save_steps": save_steps, "keep_checkpoints": keep_checkpoints}
+        write_text(run_dir / RUN_FILE, json.dumps({"data": str(data), "data_checksum": report.checksum, "model": str(model_dir),
+                                                   "settings": settings, "plan": the_plan.model_dump(mode="json")},
+                                                  indent=2, ensure_ascii=False) + "\n")
+
+    # 5. load, 6. wrap (seeded: adapter weights start the same for the same seed)
+    set_seed(seed)
+    base = load_model(model_dir, method=method, precision=weights_precision(method, the_plan.precision.value),
+                      attn_implementation=attn)
+    wrapped = wrap(base, method, lora=the_plan.lora.value, target_modules=the_plan.target_modules.value,
+                   linear_modules=the_plan.model.linear_modules, trainable_layers=trainable_layers)
+    groups = (layerwise_param_groups(wrapped, the_plan.learning_rate.value, layer_lr_decay, trainable_layers)
+              if method == "freeze" and layer_lr_decay else None)
+    direct = direct_head_ok(wrapped, method, the_plan.model.final_logit_softcapping)
+    if the_plan.packing.value and not direct:
+        raise RunError(f"--packing: {method} on {the_plan.model.model_type} needs the model's own forward, which cannot "
+                       "isolate packed records; pass --no-packing.")
+
+    # 7. train
+    throughput = Throughput()
+    diagnosis = Diagnosis(console)
+    has_eval = bool(eval_rows)
+    args = training_arguments(the_plan, run_dir, has_eval=has_eval, save_steps=save_steps, keep_checkpoints=keep_checkpoints,
+                              seed=seed, max_steps=max_steps)
+    interrupt = InterruptToCheckpoint(console)
+    extra: list[TrainerCallback] = [RichProgress(throughput, console, enabled=progress), diagnosis, interrupt]
+    if has_eval:
+        extra.append(EarlyStoppingCallback(early_stopping_patience=EARLY_STOPPING_PATIENCE))
+    trainer = SFTTrainer(
+        model=wrapped, args=args, train_dataset=RowsDataset(rows), eval_dataset=RowsDataset(eval_rows) if has_eval else None,
+        data_collator=RowCollator(pad_id=tokenizer.pad_token_id, weight_of=weight_of,
+                                  pad_to_multiple_of=ml if attn == "flex_attention" else 8),
+        callbacks=extra + list(callbacks or []), param_groups=groups, throughput=throughput,
+        loss_options={"attn_implementation": attn, "direct_head": direct, "virtual_tokens": virtual_tokens(method)})
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except torch.OutOfMemoryError:
+        raise OutOfMemory(oom_advice(micro_batch=the_plan.micro_batch.value, grad_accum=the_plan.grad_accum.value,
+                                     max_length=ml, gradient_checkpointing=the_plan.gradient_checkpointing.value,
+                                     method=method, p90_length=the_plan.token_lengths.p90)) from None
+    elapsed = time.perf_counter() - started
+    interrupted = interrupt.requested
+    eval_loss = trainer.evaluate()["eval_loss"] if has_eval and not interrupted else None
+    if eval_loss is not None:
+        diagnosis.on_evaluate(args, trainer.state, trainer.control, metrics={"eval_loss": eval_loss})
+
+    # 8. save, 9. report
+    out = save_output(trainer.model, tokenizer, run_dir, method) if not interrupted else run_dir / "checkpoints"
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    report_path = write_run_report(
+        run_dir, plan=the_plan, audit=audit_summary(report), log_history=trainer.state.log_history,
+        throughput={"real_tokens": throughput.tokens, "padded_tokens": throughput.padded, "seconds": round(elapsed, 2),
+                    "real_tokens_per_s": round(throughput.tokens / max(elapsed, 1e-9), 1),
+                    "padding_share": round(1 - throughput.tokens / throughput.padded, 3) if throughput.padded else None},
+        peak_memory_gib=peak_memory_gib(cuda), eval_split=eval_reason if has_eval else "no eval split", diagnoses=diagnosis.messages,
+        output_dir=out, interrupted=interrupted, attention=attn, steps=trainer.state.global_step, records={"train": len(examples), "eval": len(eval_examples),
+                                                                         "rows": len(rows), "skipped": len(tok.skipped)})
+    return RunResult(run_dir=run_dir, output_dir=out, steps=trainer.state.global_step, train_loss=losses[-1] if losses else None,
+                     eval_loss=eval_loss, interrupted=interrupted, report=report_path, diagnoses=diagnosis.messages,
+                     model=trainer.model)
+
+
+def peak_memory_gib(cuda: bool) -> dict[str, Any]:
+    if cuda:
+        return {"device": torch.cuda.get_device_name(), "gpu_peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    import resource
+
+    return {"device": "cpu", "process_peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
