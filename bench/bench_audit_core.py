@@ -22,19 +22,6 @@ MAKE_SET = ROOT.parent / "shared" / "tools" / "make_bench_set.py"
 FAMILIES = "format,empty,length,hygiene,duplicate,volume"
 
 
-def wall_time(command: list[str], repeat: int) -> float:
-    """Best wall time of the whole process over `repeat` runs (the audit exits 0 or 1; anything else is a failure)."""
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        proc = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True)
-        elapsed = time.perf_counter() - started
-        if proc.returncode not in (0, 1):
-            sys.exit(f"audit failed (exit {proc.returncode}): {proc.stderr.strip()}")
-        best = min(best, elapsed)
-    return best
-
-
 def stage_times(data: Path) -> list[tuple[str, float]]:
     """Seconds per stage of one in-process audit, in pipeline order."""
     sys.path.insert(0, str(ROOT))
@@ -71,7 +58,7 @@ def main() -> None:
         print(f"skipped: {MAKE_SET} is absent (the benchmark data is built from ../shared).")
         return
     sys.path.insert(0, str(BENCH))
-    from run import machine, record
+    from run import machine, record, wall_time
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / f"bench{args.records}.jsonl"

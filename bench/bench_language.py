@@ -53,19 +53,6 @@ with open(sys.argv[1], encoding="utf-8") as f, open(sys.argv[2], "w", encoding="
 '''
 
 
-def wall_time(command: list[str], repeat: int) -> float:
-    """Best wall time of the whole process over `repeat` runs (exit status 0 or 1; anything else is a failure)."""
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        proc = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True)
-        elapsed = time.perf_counter() - started
-        if proc.returncode not in (0, 1):
-            sys.exit(f"{command[0]} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-        best = min(best, elapsed)
-    return best
-
-
 def compare(data: Path, baseline_out: Path, report: Path) -> dict:
     """Per-record agreement between the baseline's languages and datakit's measurement, with the honesty checks."""
     from datakit.config import build_config
@@ -104,7 +91,7 @@ def main() -> None:
         print(f"skipped: {MAKE_SET} is absent (the benchmark data is built from ../shared).")
         return
     sys.path[:0] = [str(BENCH), str(ROOT)]
-    from run import machine, record
+    from run import machine, record, wall_time
 
     from schemas.config import LanguageConfig
 

@@ -27,6 +27,19 @@ def machine() -> str:
     return f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()}, load {load:.1f})"
 
 
+def wall_time(command: list[str], repeat: int, cwd: Path = BENCH.parent) -> float:
+    """Best wall time of the whole process over `repeat` runs (exit status 0 or 1; anything else is a failure)."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        proc = subprocess.run(command, check=False, cwd=cwd, capture_output=True, text=True)
+        elapsed = time.perf_counter() - started
+        if proc.returncode not in (0, 1):
+            sys.exit(f"{command[0]} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        best = min(best, elapsed)
+    return best
+
+
 def record(title: str, intro: str, columns: list[str], row: list[str]) -> None:
     """Append `row` to the table of section `## title` in RESULTS.md, creating the file or the section if needed."""
     sys.path.insert(0, str(BENCH.parent))

@@ -57,7 +57,6 @@ def audit(
     """Audit a dataset against the data-quality rules; print a summary, write the HTML report and optionally JSON/Markdown."""
     from datakit.audit import run_audit
     from reports import terminal
-    from reports.html import write_html
     from reports.json_report import write_json
     from reports.markdown import write_markdown
 
@@ -78,6 +77,8 @@ def audit(
     if json_out:
         write_json(report, json_out)
     if html_out:
+        from reports.html import write_html  # imported only when used: matplotlib costs ~0.8 s to load
+
         write_html(report, html_out, html_max_findings)
     if markdown:
         write_markdown(report, markdown)

@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
+from datakit.measure.parallel import map_batches
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
 
@@ -113,20 +114,26 @@ class LanguageDetector:
         self.langs, keys, self._probs = _profiles()
         self._index = _KeyIndex(keys)
         self._d = Detector
-        self._normalize_vi = NGram.normalize_vi
-        self._norm, self._upper = _char_tables()
+        self._normalize_vi, self._normalize_char = NGram.normalize_vi, NGram.normalize
+        self._norm = np.full(0x10000, -1, dtype=np.int64)  # langdetect's normalised character, filled as characters appear
+        self._upper = np.array([chr(c).isupper() for c in range(0x10000)], dtype=bool)
         self._stream = _Stream(seed)
 
     def detect(self, texts: list[str]) -> list[str | None]:
-        """langdetect's language code per text; None where it finds no n-gram or no language above 0.1."""
-        out: list[str | None] = []
-        for start in range(0, len(texts), BATCH):
-            rows, counts = self._ngram_rows(texts[start: start + BATCH])
-            prob = self._probabilities(rows, counts)
-            best = prob.argmax(axis=1)
-            ok = (counts > 0) & (prob[np.arange(best.size), best] > self._d.PROB_THRESHOLD)
-            out += [self.langs[b] if k else None for b, k in zip(best.tolist(), ok.tolist())]
-        return out
+        """langdetect's language code per text; None where it finds no n-gram or no language above 0.1.
+        Batches run on every core (`datakit.measure.parallel`; workers inherit this detector)."""
+        global _forked
+        _forked = self
+        batches = [texts[start: start + BATCH] for start in range(0, len(texts), BATCH)]
+        return [lang for found in map_batches(_detect_in_worker, batches, len(batches) // _BATCHES_PER_CORE)
+                for lang in found]
+
+    def _detect_batch(self, texts: list[str]) -> list[str | None]:
+        rows, counts = self._ngram_rows(texts)
+        prob = self._probabilities(rows, counts)
+        best = prob.argmax(axis=1)
+        ok = (counts > 0) & (prob[np.arange(best.size), best] > self._d.PROB_THRESHOLD)
+        return [self.langs[b] if k else None for b, k in zip(best.tolist(), ok.tolist())]
 
     def _ngram_rows(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Profile rows of the n-grams langdetect extracts from each text, in its order, concatenated,
@@ -145,7 +152,7 @@ class LanguageDetector:
         cp, seg = cp[keep], seg[keep]
         start = _starts(seg)
         bmp = cp < 0x10000
-        ch = np.where(bmp, self._norm[cp & 0xFFFF], cp)
+        ch = np.where(bmp, self._normalised(cp & 0xFFFF), cp)
         up = self._upper[ch & 0xFFFF]
         if not bmp.all():
             up[~bmp] = [chr(c).isupper() for c in ch[~bmp].tolist()]
@@ -160,8 +167,18 @@ class LanguageDetector:
         owner = np.broadcast_to(seg[:, None], wanted.shape)[wanted]
         return found[found >= 0], np.bincount(owner[found >= 0], minlength=len(texts))
 
+    def _normalised(self, cp: np.ndarray) -> np.ndarray:
+        """langdetect's per-character normalisation of Basic Multilingual Plane code points; each character's is
+        computed the first time it is seen (a run meets a few thousand of the 65,536)."""
+        new = np.unique(cp[self._norm[cp] < 0])
+        if new.size:
+            normalize = self._normalize_char
+            self._norm[new] = [ord(normalize(chr(c))) for c in new.tolist()]
+        return self._norm[cp]
+
     def _probabilities(self, rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """langdetect's per-language probabilities, averaged over its trials, one row per text."""
+        """langdetect's per-language probabilities summed over its trials and divided by their number, one row
+        per text; a text stops early once the remaining trials cannot change its best language (`_decided`)."""
         d = self._d
         total = np.zeros((counts.size, len(self.langs)))
         texts = np.flatnonzero(counts)
@@ -170,14 +187,19 @@ class LanguageDetector:
         run = _Run(self._probs, rows, counts[texts], np.concatenate(([0], np.cumsum(counts)[:-1]))[texts])
         found = np.zeros((texts.size, run.mult.size))
         spare = None
-        for _trial in range(_TRIALS):
+        alive = np.arange(texts.size)  # texts whose answer the remaining trials could still change
+        for trial in range(_TRIALS):
             if spare is None:
                 z, spare = self._stream.gauss(run.pos)
                 run.pos += 4
             else:
                 z, spare = spare, None
             weight = (d.ALPHA_DEFAULT + z * d.ALPHA_WIDTH) / d.BASE_FREQ
-            todo, sums = np.arange(texts.size), None
+            if trial:
+                alive = alive[~_decided(found[alive][:, run.expand], _TRIALS - trial)]
+                if not alive.size:
+                    break
+            todo, sums = alive, None
             for blocks in _STAGES:
                 converged, sums = self._stage(run, todo, weight[todo], sums, blocks)
                 found[todo[converged]] += sums[converged] / _TRIALS
@@ -286,20 +308,28 @@ def _profiles() -> tuple[list[str], np.ndarray, np.ndarray]:
     return langs, unique, table
 
 
+def _decided(found: np.ndarray, remaining: int) -> np.ndarray:
+    """Texts whose language `remaining` more trials cannot change: each trial adds at most 1/_TRIALS to a
+    language's average, so a lead over the runner-up larger than that is final. Most texts converge on
+    one language with probability ~1 in every trial and are decided after 4 of the 7, exactly as langdetect
+    would decide them."""
+    if found.shape[1] < 2:
+        return np.ones(found.shape[0], dtype=bool)
+    top2 = np.partition(found, -2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0] > remaining / _TRIALS + 1e-9
+
+
 def _starts(seg: np.ndarray) -> np.ndarray:
     """True at the first character of each text in a concatenation."""
     return np.concatenate(([True], seg[1:] != seg[:-1])) if seg.size else np.zeros(0, dtype=bool)
 
 
-@lru_cache(maxsize=1)
-def _char_tables() -> tuple[np.ndarray, np.ndarray]:
-    """langdetect's per-character normalisation over the Basic Multilingual Plane (it changes nothing
-    beyond it), and which normalised characters are upper case."""
-    from langdetect.utils.ngram import NGram
+_forked: LanguageDetector | None = None  # the detector whose `detect` call started the worker processes
+_BATCHES_PER_CORE = 8  # below ~1,000 texts per core, starting workers costs more than it saves
 
-    norm = np.array([ord(NGram.normalize(chr(c))) for c in range(0x10000)], dtype=np.int64)
-    upper = np.array([chr(c).isupper() for c in range(0x10000)], dtype=bool)
-    return norm, upper
+
+def _detect_in_worker(texts: list[str]) -> list[str | None]:
+    return _forked._detect_batch(texts)
 
 
 @lru_cache(maxsize=4)

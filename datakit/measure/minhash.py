@@ -21,8 +21,6 @@ Public API reused by split and leakage: `signatures`, `near_duplicate_clusters`,
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from datakit.measure.normal import normalised
+from datakit.measure.parallel import map_batches
 from schemas.config import AuditConfig, NearDuplicateConfig
 from schemas.dataset import Dataset
 
@@ -382,34 +381,18 @@ def _batch_job(job: tuple[list[str], NearDuplicateConfig]) -> tuple[np.ndarray, 
     return _batch(*job, _worker_cache)
 
 
-def _workers(batches: int) -> int:
-    """Processes to use: one per available core, forked (cheap start); one when there is one batch or no fork."""
-    if batches < 2 or "fork" not in mp.get_all_start_methods():
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(batches, cores))
-
-
 def signatures_and_modes(texts: Sequence[str | None], cfg: NearDuplicateConfig) -> tuple[np.ndarray, np.ndarray]:
     """`signatures` plus, per text, whether it was shingled by characters (CJK) rather than words.
 
-    Batches run in forked worker processes when there are several batches and cores: the children
-    only use numpy, pyarrow and hashlib (polars, which must not be used after a fork, stays here).
+    Batches run on every core (`datakit.measure.parallel`): the children only use numpy, pyarrow and hashlib.
     """
     norm = normalise_texts(texts)
     ranges = list(_batches([len(t) for t in norm]))
     sigs = np.empty((len(norm), cfg.num_perm), dtype=np.uint64)
     cjk = np.zeros(len(norm), dtype=bool)
     jobs = ((norm[lo:hi], cfg) for lo, hi in ranges)
-    workers = _workers(len(ranges))
-    if workers == 1:
-        cache = _HashCache()
-        for (lo, hi), job in zip(ranges, jobs):
-            sigs[lo:hi], cjk[lo:hi] = _batch(*job, cache)
-    else:
-        with mp.get_context("fork").Pool(workers, initializer=_start_worker) as pool:
-            for (lo, hi), (s, c) in zip(ranges, pool.imap(_batch_job, jobs)):
-                sigs[lo:hi], cjk[lo:hi] = s, c
+    for (lo, hi), (s, c) in zip(ranges, map_batches(_batch_job, jobs, len(ranges), initializer=_start_worker)):
+        sigs[lo:hi], cjk[lo:hi] = s, c
     return sigs, cjk
 
 
@@ -423,10 +406,17 @@ def signatures(texts: Sequence[str | None], cfg: NearDuplicateConfig) -> np.ndar
 # LSH banding and clustering
 
 
+# datasketch's choice for the default settings, so a default audit does not pay ~0.5 s to import datasketch
+# (and scipy.integrate) for it; tests/test_near_duplicate.py checks it against datasketch.
+DEFAULT_LSH_PARAMS = {(0.8, 128): (9, 13)}
+
+
 @lru_cache(maxsize=16)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) that datasketch's MinHashLSH picks for this threshold (equal false-positive and
     false-negative weights)."""
+    if (threshold, num_perm) in DEFAULT_LSH_PARAMS:
+        return DEFAULT_LSH_PARAMS[(threshold, num_perm)]
     from datasketch.lsh import _optimal_param
 
     return _optimal_param(threshold, num_perm, 0.5, 0.5)

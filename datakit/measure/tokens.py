@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from datakit.measure.parallel import map_batches
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
 
@@ -38,9 +39,18 @@ class TokenCounter:
         clipped = [t[:EXACT_CHARS] for t in texts]
         if self._hf is not None:
             counts = [len(ids) for ids in self._hf(clipped, add_special_tokens=False)["input_ids"]]
-        else:
-            counts = [len(ids) for ids in self._enc.encode_ordinary_batch(clipped, num_threads=4)]
+        else:  # tiktoken's own thread pool gains nothing here; processes do (`datakit.measure.parallel`)
+            chunks = [clipped[i: i + _CHUNK] for i in range(0, len(clipped), _CHUNK)]
+            counts = [n for part in map_batches(_cl100k_counts, chunks, len(chunks)) for n in part]
         return [c if len(t) <= EXACT_CHARS else int(c * len(t) / EXACT_CHARS) for c, t in zip(counts, texts)]
+
+
+_CHUNK = 5_000  # texts per worker job
+
+
+def _cl100k_counts(texts: list[str]) -> list[int]:
+    encode = _cl100k().encode_ordinary
+    return [len(encode(t)) for t in texts]
 
 
 @lru_cache(maxsize=1)
