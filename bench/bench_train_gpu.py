@@ -151,7 +151,8 @@ def main() -> None:
     if SIZE not in SHAPES:
         sys.exit(f"SIZE={SIZE}: choose one of {', '.join(SHAPES)}.")
     if not CUDA and SIZE != "tiny":
-        sys.exit("bench_train_gpu.py: no CUDA device here. Run it on the GPU machine (SIZE=tiny smoke-tests it on the CPU).")
+        print("skipped: no CUDA device here. Run it on the GPU machine (SIZE=tiny smoke-tests it on the CPU).")
+        return
     import peft
     import transformers
 

@@ -21,6 +21,8 @@ Public API reused by split and leakage: `signatures`, `near_duplicate_clusters`,
 from __future__ import annotations
 
 import hashlib
+import importlib
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -341,7 +343,7 @@ def _min_hashes(hashes: np.ndarray, per_record: np.ndarray, cfg: NearDuplicateCo
 
 
 def _batches(lengths: Sequence[int]) -> Iterator[tuple[int, int]]:
-    """Consecutive record ranges of about BATCH_CODE_POINTS code points each."""
+    """Consecutive record ranges of about BATCH_CODE_POINTS code points each (batching never changes a signature)."""
     lo, size = 0, 0
     for i, n in enumerate(lengths):
         size += n
@@ -386,11 +388,13 @@ def signatures_and_modes(texts: Sequence[str | None], cfg: NearDuplicateConfig) 
 
     Batches run on every core (`datakit.measure.parallel`): the children only use numpy, pyarrow and hashlib.
     """
-    norm = normalise_texts(texts)
-    ranges = list(_batches([len(t) for t in norm]))
-    sigs = np.empty((len(norm), cfg.num_perm), dtype=np.uint64)
-    cjk = np.zeros(len(norm), dtype=bool)
-    jobs = ((norm[lo:hi], cfg) for lo, hi in ranges)
+    ranges = list(_batches([len(t) if t else 0 for t in texts]))
+    if len(ranges) > 1:  # clustering comes next: load scipy.sparse (~0.4 s) while this thread waits on the workers
+        threading.Thread(target=importlib.import_module, args=("scipy.sparse.csgraph",), daemon=True).start()
+    sigs = np.empty((len(texts), cfg.num_perm), dtype=np.uint64)
+    cjk = np.zeros(len(texts), dtype=bool)
+    # normalised here (polars), batch by batch as the pool asks for jobs, so it overlaps the workers' hashing
+    jobs = ((normalise_texts(texts[lo:hi]), cfg) for lo, hi in ranges)
     for (lo, hi), (s, c) in zip(ranges, map_batches(_batch_job, jobs, len(ranges), initializer=_start_worker)):
         sigs[lo:hi], cjk[lo:hi] = s, c
     return sigs, cjk
