@@ -388,13 +388,13 @@ def signatures_and_modes(texts: Sequence[str | None], cfg: NearDuplicateConfig) 
 
     Batches run on every core (`datakit.measure.parallel`): the children only use numpy, pyarrow and hashlib.
     """
-    ranges = list(_batches([len(t) if t else 0 for t in texts]))
+    norm = normalise_texts(texts)
+    ranges = list(_batches([len(t) for t in norm]))
     if len(ranges) > 1:  # clustering comes next: load scipy.sparse (~0.4 s) while this thread waits on the workers
         threading.Thread(target=importlib.import_module, args=("scipy.sparse.csgraph",), daemon=True).start()
-    sigs = np.empty((len(texts), cfg.num_perm), dtype=np.uint64)
-    cjk = np.zeros(len(texts), dtype=bool)
-    # normalised here (polars), batch by batch as the pool asks for jobs, so it overlaps the workers' hashing
-    jobs = ((normalise_texts(texts[lo:hi]), cfg) for lo, hi in ranges)
+    sigs = np.empty((len(norm), cfg.num_perm), dtype=np.uint64)
+    cjk = np.zeros(len(norm), dtype=bool)
+    jobs = ((norm[lo:hi], cfg) for lo, hi in ranges)
     for (lo, hi), (s, c) in zip(ranges, map_batches(_batch_job, jobs, len(ranges), initializer=_start_worker)):
         sigs[lo:hi], cjk[lo:hi] = s, c
     return sigs, cjk
