@@ -355,8 +355,12 @@ def _batches(lengths: Sequence[int]) -> Iterator[tuple[int, int]]:
 
 
 def normalise_texts(texts: Sequence[str | None]) -> list[str]:
-    """The compared form of each text: `datakit.measure.normal.normalised` (NFKC, lower case, whitespace collapsed)."""
-    return pl.DataFrame({"t": list(texts)}, schema={"t": pl.String}).select(normalised("t"))["t"].to_list()
+    """The compared form of each text: `datakit.measure.normal.normalised` (NFKC, lower case, whitespace collapsed).
+    Slices are normalised as separate queries so polars runs them on all its threads (one query would use one)."""
+    frame = pl.DataFrame({"t": list(texts)}, schema={"t": pl.String})
+    size = max(10_000, -(-frame.height // (2 * pl.thread_pool_size())))
+    parts = [frame.slice(lo, size).lazy().select(normalised("t")) for lo in range(0, max(frame.height, 1), size)]
+    return [t for part in pl.collect_all(parts) for t in part["t"].to_list()]
 
 
 def _batch(norm: list[str], cfg: NearDuplicateConfig, cache: _HashCache) -> tuple[np.ndarray, np.ndarray]:
