@@ -1,5 +1,5 @@
 # make demo: set up and audit the bundled real sample (writes report.json and report.html).
-# make test: set up with the training and dev extras (CPU torch from local disk) and run the tests.
+# make test: set up with the training, dev and gx extras (CPU torch from local disk) and run the tests.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -62,11 +62,15 @@ class _Stream:
         return ((self.words[pos] >> 5) * 67108864.0 + (self.words[pos + 1] >> 6)) * (1.0 / 9007199254740992.0)
 
     def gauss(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`Random.gauss()` from the 4 words at each position: its value and the spare it keeps for the next call."""
+        """`Random.gauss()` from the 4 words at each position: its value and the spare it keeps for the next call.
+
+        The transcendental functions come from `math`, as in `random.gauss`: numpy's cos and log may differ
+        from the C library's in the last bit, which would move a weight and, rarely, an answer."""
         self.extend(int(pos.max()) + 4)
-        x2pi = self._uniform(pos) * 2.0 * math.pi
-        g2rad = np.sqrt(-2.0 * np.log(1.0 - self._uniform(pos + 2)))
-        return np.cos(x2pi) * g2rad, np.sin(x2pi) * g2rad
+        x2pi = (self._uniform(pos) * (2.0 * math.pi)).tolist()
+        g2rad = [math.sqrt(-2.0 * math.log(1.0 - u)) for u in self._uniform(pos + 2).tolist()]
+        return (np.array([math.cos(x) * g for x, g in zip(x2pi, g2rad)]),
+                np.array([math.sin(x) * g for x, g in zip(x2pi, g2rad)]))
 
 
 class _KeyIndex:
