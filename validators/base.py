@@ -5,14 +5,18 @@ shared findings frame is done here, once (datatrove's filter/base split).
 """
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal, Protocol, TypeVar
 
 import polars as pl
 
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
 from schemas.findings import FINDING_SCHEMA, Severity, empty_findings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,22 @@ class RuleContext:
 
     config: AuditConfig = field(default_factory=AuditConfig)
     against: list[Dataset] = field(default_factory=list)
+
+
+class Reused:
+    """A result a family computes in `check` and needs again in `summary`: kept for one dataset frame and
+    context (held weakly), so the audit's check-then-summary pair computes it once."""
+
+    def __init__(self) -> None:
+        self._key: tuple[weakref.ref, weakref.ref] | None = None
+        self._value = None
+
+    def get(self, ds: Dataset, ctx: RuleContext, compute: Callable[[], T]) -> T:
+        if self._key is not None and self._key[0]() is ds.frame and self._key[1]() is ctx:
+            return self._value
+        self._value = compute()
+        self._key = (weakref.ref(ds.frame), weakref.ref(ctx))
+        return self._value
 
 
 class Rule(Protocol):

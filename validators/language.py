@@ -26,7 +26,7 @@ import polars as pl
 from schemas.config import LanguageConfig
 from schemas.dataset import Dataset
 from schemas.findings import Severity
-from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag
+from validators.base import Reused, Rule, RuleCode, RuleContext, code_info, concat_findings, flag
 
 W = Severity.warning
 CJK_WEIGHT = 4  # a Chinese, Japanese or Korean character carries about as much as 4 letters of an alphabet
@@ -167,9 +167,12 @@ class LanguageRules(Rule):
                  "the wrong language.", "texts under 50 letters or 4 CJK characters are not judged"),
     )
 
+    def __init__(self) -> None:
+        self._judged = Reused()  # `_judge`'s rows: counting letters per script is most of this family's time
+
     def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
         cfg = ctx.config.language
-        rows = _judge(ds, cfg)
+        rows = self._judged.get(ds, ctx, lambda: _judge(ds, cfg))
         main = main_languages(rows, cfg)
         off, mismatch = _classify(rows, main)
         name_p = pl.col("p").replace_strict(NAMES, default=pl.col("p"), return_dtype=pl.String)
@@ -193,7 +196,7 @@ class LanguageRules(Rule):
 
     def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
         cfg = ctx.config.language
-        rows = _judge(ds, cfg)
+        rows = self._judged.get(ds, ctx, lambda: _judge(ds, cfg))
         main = main_languages(rows, cfg)
         off, mismatch = _classify(rows, main)
         responses, prompts = _counts(rows, "r", "response"), _counts(rows, "p", "prompt")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-import weakref
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
@@ -19,10 +18,11 @@ import numpy as np
 import polars as pl
 
 from datakit.measure.normal import normalised
+from datakit.measure.parallel import map_batches
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
 from schemas.findings import Severity, empty_findings, findings_frame
-from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag
+from validators.base import Reused, Rule, RuleCode, RuleContext, code_info, concat_findings, flag
 
 E, W = Severity.error, Severity.warning
 
@@ -222,8 +222,7 @@ class LeakageRules(Rule):
     )
 
     def __init__(self) -> None:
-        # Contamination found by the last `check`, reused by `summary` for the same dataset frame and context.
-        self._last: tuple[weakref.ref, weakref.ref, pl.DataFrame] | None = None
+        self._found = Reused()  # contamination found by `check`, read again by `summary`
 
     def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
         valid = ds.valid
@@ -254,8 +253,9 @@ class LeakageRules(Rule):
 
     def _contamination(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
         """One row per contaminated training record: id, rule, field, eval_source, eval_line, detail, excerpt."""
-        if self._last is not None and self._last[0]() is ds.frame and self._last[1]() is ctx:
-            return self._last[2]
+        return self._found.get(ds, ctx, lambda: self._find_contamination(ds, ctx))
+
+    def _find_contamination(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
         valid = ds.valid
         evals = [e for e in ctx.against if e.valid.height]
         if not evals or not valid.height:
@@ -266,7 +266,6 @@ class LeakageRules(Rule):
             done = pl.concat([exact["id"], near["id"]])
             overlap = _overlap(valid.filter(~pl.col("id").is_in(done.implode())), evals, ctx)
             found = pl.concat([exact, near, overlap], how="vertical").sort("id")
-        self._last = (weakref.ref(ds.frame), weakref.ref(ctx), found)
         return found
 
     def _contamination_findings(self, found: pl.DataFrame, valid: pl.DataFrame) -> pl.DataFrame:
@@ -306,21 +305,33 @@ class LeakageRules(Rule):
     # --- references to internal material ---------------------------------------------------------------
 
     def _internal_reference(self, valid: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
-        patterns = [re.compile(p) for p in ctx.config.leakage.internal_patterns]
+        patterns = ctx.config.leakage.internal_patterns
+        responses = [r or "" for r in valid["response"].to_list()]
+        chunks = [(patterns, responses[i: i + _SEARCH_CHUNK]) for i in range(0, len(responses), _SEARCH_CHUNK)]
+        spans = [span for part in map_batches(_first_matches, chunks, len(chunks)) for span in part]
         found = []
-        for rid, source, line, response in valid.select("id", "source", "line", "response").iter_rows():
-            text = response or ""
-            m = next((m for p in patterns if (m := p.search(text))), None)
-            if m is None:
+        for (rid, source, line), text, span in zip(valid.select("id", "source", "line").iter_rows(), responses, spans):
+            if span is None:
                 continue
+            start, end = span
+            matched = text[start:end]
             found.append({
                 "rule": "leakage.internal_reference", "severity": W.value, "source": source, "line": line,
-                "record_id": rid, "field": "response", "excerpt": text[max(0, m.start() - 40):m.end() + 40],
-                "detail": m.group()[:100],
-                "message": f"response cites internal material ('{m.group()[:60]}'): users cannot check it and it may leak "
+                "record_id": rid, "field": "response", "excerpt": text[max(0, start - 40):end + 40],
+                "detail": matched[:100],
+                "message": f"response cites internal material ('{matched[:60]}'): users cannot check it and it may leak "
                 "what was meant to stay inside. Rewrite the answer without it, or drop the record if it is internal data.",
             })
         return findings_frame(found)
+
+
+_SEARCH_CHUNK = 5_000  # responses per worker job: the patterns need Python's `re` (look-arounds), one text at a time
+
+
+def _first_matches(job: tuple[list[str], list[str]]) -> list[tuple[int, int] | None]:
+    """Span of the first pattern that matches each text (patterns tried in order), or None."""
+    patterns, texts = [re.compile(p) for p in job[0]], job[1]
+    return [next(((m.start(), m.end()) for p in patterns if (m := p.search(t))), None) for t in texts]
 
 
 _MATCH_SCHEMA = {"id": pl.Int64, "rule": pl.String, "field": pl.String, "eval_source": pl.String, "eval_line": pl.Int64,
