@@ -19,7 +19,7 @@ from datakit.normalise import load
 from datakit.progress import Stages
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
-from schemas.findings import Finding, Severity
+from schemas.findings import Finding
 from schemas.report import AuditReport, DatasetProfile, FamilyResult, Histogram, Percentiles, RuleResult
 from validators import RuleContext, select
 from validators.base import concat_findings
@@ -162,7 +162,3 @@ def _next_steps(path: str, results: list[RuleResult], config: AuditConfig) -> li
     if not steps:
         steps.append(f"trainkit plan {path} --model PATH   # the data passed; plan the fine-tune")
     return steps
-
-
-def severity_counts(report: AuditReport) -> dict[str, int]:
-    return {s.value: report.count(s) for s in Severity}

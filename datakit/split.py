@@ -44,7 +44,6 @@ class SplitResult:
     labels: dict[str, dict[str, int]] | None = None  # split -> label -> records, when stratified
     rejected: int = 0
     rejected_path: Path | None = None
-    leakage_checked: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -79,8 +78,7 @@ def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share:
     sizes = Counter(group_of[i] for i in readable)
     result = SplitResult(source=raw.path, counts={s: sum(1 for i in readable if assigned[i] == s) for s in names},
                          files=files, groups=sum(1 for n in sizes.values() if n > 1),
-                         grouped_records=sum(n for n in sizes.values() if n > 1), moved_for_leakage=moved,
-                         leakage_checked=bool(leakage))
+                         grouped_records=sum(n for n in sizes.values() if n > 1), moved_for_leakage=moved)
     if stratify:
         labels = ds.frame["label"].to_list()
         result.labels = {s: dict(sorted(Counter(labels[i] or "(missing)" for i in readable if assigned[i] == s).items()))

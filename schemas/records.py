@@ -5,15 +5,12 @@ prompt/completion, LLaMA-Factory's typed content parts and tool-call roles).
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-FormatName = Literal["alpaca", "sharegpt", "openai", "prompts"]
-
-# Canonical roles after normalisation. `tool` turns sit on the user's side of the alternation
-# (they answer a function call), as LLaMA-Factory and OpenAI treat them.
-CANONICAL_ROLES = ("system", "user", "assistant", "tool")
+# Roles after normalisation: system, user, assistant, tool. `tool` turns sit on the user's side of the
+# alternation (they answer a function call), as LLaMA-Factory and OpenAI treat them.
 
 SHAREGPT_ROLES = {
     "system": "system",
@@ -110,6 +107,3 @@ class PromptsRecord(_Record):
 
     turns: list[str]
 
-
-FORMAT_MODELS: dict[str, type[_Record]] = {
-    "alpaca": AlpacaRecord, "sharegpt": ShareGPTRecord, "openai": OpenAIRecord, "prompts": PromptsRecord}

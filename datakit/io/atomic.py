@@ -31,8 +31,3 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
 def write_text(path: str | Path, text: str) -> None:
     with atomic_open(path) as f:
         f.write(text)
-
-
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_open(path, "wb") as f:
-        f.write(data)
