@@ -31,7 +31,7 @@ from datakit.io.write import container_of, rejection, sibling, write_records
 from datakit.recheck import check, dataset_of, edited
 from datakit.records import map_texts, texts
 from schemas.config import AuditConfig
-from validators import Rule, RuleCode, RuleContext, select
+from validators.base import Rule, RuleCode, RuleContext
 
 MAX_ROUNDS = 4  # repair -> re-audit rounds; a record whose repair findings outlive them is rejected, not kept half-fixed
 TOO_LONG = "length.too_long"
@@ -89,6 +89,8 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
     raw = read_raw(path)
     if raw.checksum != run.dataset.checksum:
         raise InputError(f"{path}: the file changed while it was being fixed; run `datakit fix` again once nothing writes to it.")
+    from validators import select  # imported when called: rule families import datakit.measure, and so datakit
+
     rules = select(config.only, config.skip)
     actions = _actions(select(), config)  # every family's: read findings carry format codes even when format is skipped
     owners = {c.code: rule for rule in rules for c in rule.codes}

@@ -27,7 +27,6 @@ from datakit.normalise import normalise
 from datakit.recheck import check, dataset_of
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
-from validators import select
 
 SPLITS = ("train", "eval", "test")
 MAX_ROUNDS = 20  # leakage re-checks; each moves groups out of eval/test, so it ends, and usually after one
@@ -73,6 +72,8 @@ def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share:
     files = {s: out_dir / f"{s}{suffix}" for s in names}
     if any(f.resolve() == Path(path).resolve() for f in files.values()):
         raise ValueError(f"{out_dir}: writing there would replace the input file; choose another -o directory.")
+    from validators import select  # imported when called: rule families import datakit.measure, and so datakit
+
     leakage = [r for r in select() if r.family == "leakage"]
     moved = _decontaminate(raw.records, raw.path, files, assigned, group_of, config, leakage[0]) if leakage else 0
     sizes = Counter(group_of[i] for i in readable)

@@ -123,7 +123,8 @@ def _judge(ds: Dataset, cfg: LanguageConfig) -> pl.DataFrame:
     for side in ("prompt", "response"):
         texts = valid[side].fill_null("")
         outside = letter_counts(texts.str.replace_all(CODE, " "))
-        counts[side] = outside.with_columns(all_letters=letter_counts(texts)["letters"]).to_struct(side + "_counts")
+        inside = letter_counts(texts.str.extract_all(CODE).list.join(""))["letters"]  # mostly empty: cheap
+        counts[side] = outside.with_columns(all_letters=outside["letters"] + inside).to_struct(side + "_counts")
     return valid.select("id", "source", "line", "prompt", "response", "prompt_lang", "response_lang").with_columns(
         *counts.values()).select("id", "source", "line", "prompt", "response",
                                  judged("prompt_counts", "prompt_lang", cfg).alias("p"),
