@@ -1,6 +1,7 @@
 """Unit tests of the empty, length, hygiene, duplicate and volume families on small hand-made files."""
 from __future__ import annotations
 
+import gc
 import json
 
 import polars as pl
@@ -12,7 +13,7 @@ from datakit.measure import ensure
 from datakit.normalise import load
 from schemas.config import AuditConfig
 from tests.conftest import EXAMPLES
-from validators.base import RuleContext
+from validators.base import Reused, RuleContext
 from validators.duplicate import DuplicateRules
 from validators.empty import EmptyRules, text_fields
 from validators.hygiene import HygieneRules
@@ -321,3 +322,17 @@ def test_text_fields_map_every_format_back_to_its_source_fields(tmp_path):
     assert [f for f, _, _ in text_fields(rows[0])] == ["system", "history[0][0]", "history[0][1]", "instruction", "input", "output"]
     assert [f for f, _, _ in text_fields(rows[1])] == ["messages[0]", "messages[1]"]
     assert [f for f, _, _ in text_fields(rows[2])] == ["turns[0]", "turns[1]"]
+
+
+def test_reused_computes_once_per_frame_and_context_and_lets_the_frame_go():
+    ds, ctx, calls = load(EXAMPLES / "alpaca_en_sample.json"), RuleContext(), []
+    reused = Reused()
+    compute = lambda: calls.append(1) or len(calls)
+    assert reused.get(ds, ctx, compute) == reused.get(ds, ctx, compute) == 1
+    other = RuleContext()
+    assert reused.get(ds, other, compute) == 2  # another context: computed again
+    ds.frame = ds.frame.with_columns(pl.lit(1).alias("x"))
+    gc.collect()
+    assert reused._value is None  # the old frame is gone, and its result with it
+    assert reused.get(ds, other, compute) == 3
+

@@ -46,7 +46,8 @@ class RuleContext:
 
 class Reused:
     """A result a family computes in `check` and needs again in `summary`: kept for one dataset frame and
-    context (held weakly), so the audit's check-then-summary pair computes it once."""
+    context (held weakly), so the audit's check-then-summary pair computes it once. The result is dropped
+    when that frame or context goes away, so a rule never keeps the last dataset's texts alive."""
 
     def __init__(self) -> None:
         self._key: tuple[weakref.ref, weakref.ref] | None = None
@@ -56,8 +57,12 @@ class Reused:
         if self._key is not None and self._key[0]() is ds.frame and self._key[1]() is ctx:
             return self._value
         self._value = compute()
-        self._key = (weakref.ref(ds.frame), weakref.ref(ctx))
+        self._key = (weakref.ref(ds.frame, self._forget), weakref.ref(ctx, self._forget))
         return self._value
+
+    def _forget(self, gone: weakref.ref) -> None:
+        if self._key is not None and gone in self._key:
+            self._key = self._value = None
 
 
 class Rule(Protocol):

@@ -1,8 +1,8 @@
 """Run independent numpy batches on every available core, in forked worker processes.
 
 Forking is cheap (the children inherit loaded tables such as langdetect's profiles) and safe here because
-the children only run numpy, pyarrow and hashlib code; polars, which must not be used after a fork, stays
-in the parent. Where fork is unavailable, or there is a single batch or core, the batches run in this
+the children only run numpy, pyarrow, hashlib, tiktoken and `re`; polars, which must not be used after a
+fork, stays in the parent. Where fork is unavailable, or there is a single batch or core, the batches run in this
 process. Results come back in order, so the output never depends on the number of workers.
 """
 from __future__ import annotations
