@@ -23,7 +23,7 @@ from rich.table import Table
 from datakit.config import build_config
 from datakit.io.atomic import write_text
 from datakit.io.read import read_raw
-from datakit.io.write import rejection, sibling, unreadable, write_records
+from datakit.io.write import refuse_overwrite, rejection, sibling, unreadable, write_records
 from schemas.config import AuditConfig
 
 UPSAMPLED = "_datakit_upsampled_from"
@@ -65,6 +65,8 @@ def balance(path: str | Path, by: str, output: str | Path | None = None, *, stra
                          "of resampling).")
     if strategy not in ("cap", "floor", "shares"):
         raise ValueError(f"--strategy {strategy}: expected cap, floor or shares.")
+    rejected_path = None if output is None else Path(rejected) if rejected is not None else sibling(output, "rejected")
+    refuse_overwrite("balance", [path], [output, rejected_path, weights])
     raw = read_raw(path)
     classes: dict[str, list[int]] = {}
     unlabelled: list[int] = []
@@ -107,7 +109,7 @@ def balance(path: str | Path, by: str, output: str | Path | None = None, *, stra
     result.after = {label: targets[label] for label in before}
     result.capped, result.upsampled = len(capped), sum(n - 1 for n in keep.values())
     result.output = Path(output)
-    result.rejected_path = Path(rejected) if rejected is not None else sibling(result.output, "rejected")
+    result.rejected_path = rejected_path
 
     def records() -> Any:
         for i, rec in enumerate(raw.records):

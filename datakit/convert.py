@@ -28,7 +28,7 @@ from rich.console import Console
 
 from datakit.io.atomic import write_text
 from datakit.io.read import read_raw
-from datakit.io.write import container_of, rejection, sibling, unreadable, write_records
+from datakit.io.write import container_of, refuse_overwrite, rejection, sibling, unreadable, write_records
 from datakit.normalise import detect_format
 from schemas.records import INSTRUCTION_ALIASES, OPENAI_ROLES, OUTPUT_ALIASES, SHAREGPT_ROLES
 
@@ -89,8 +89,7 @@ def convert(path: str | Path, to: Target, output: str | Path | None = None, *, r
         raise ValueError(f"--to {to}: expected one of {', '.join(TARGETS)}.")
     out_path = Path(output) if output is not None else _default_output(Path(path), to)
     rej_path = Path(rejected) if rejected is not None else sibling(out_path, "rejected")
-    if out_path.resolve() == Path(path).resolve():
-        raise ValueError(f"{out_path}: is the input file; convert never writes over its input. Choose another -o.")
+    refuse_overwrite("convert", [path], [out_path, rej_path])
     raw = read_raw(path)
     result = ConvertResult(source=raw.path, to=to, records=len(raw.records), converted=0, unchanged=0, refused=0,
                            output=out_path, rejected_path=rej_path, container=raw.container, gzip=raw.gzip)

@@ -12,7 +12,6 @@ Adding a fixer is adding a `RuleCode(..., fix="repair")` and the family's idempo
 from __future__ import annotations
 
 import difflib
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from rich.text import Text
 from datakit.audit import run_audit
 from datakit.config import build_config
 from datakit.io.read import InputError, RawRecord, read_raw
-from datakit.io.write import container_of, rejection, sibling, write_records
+from datakit.io.write import container_of, refuse_overwrite, rejection, sibling, write_records
 from datakit.recheck import check, dataset_of, edited
 from datakit.records import map_texts, texts
 from schemas.config import AuditConfig
@@ -84,7 +83,7 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
             raise ValueError("fix needs an output file: `datakit fix DATA -o CLEAN` (or --dry-run to only show what would change).")
         clean_path = Path(output)
         rej_path = Path(rejected) if rejected is not None else sibling(clean_path, "rejected")
-        _refuse_overwrite(Path(path), clean_path, rej_path)
+        refuse_overwrite("fix", [path], [clean_path, rej_path])
     run = run_audit(path, config, progress=progress)
     raw = read_raw(path)
     if raw.checksum != run.dataset.checksum:
@@ -151,15 +150,6 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
         write_records(rej_path, rows, "jsonl")
         write_records(clean_path, (objects[rid] for rid in kept), raw.container, raw.gzip)
     return result
-
-
-def _refuse_overwrite(source: Path, clean: Path, rejected: Path) -> None:
-    for target in (clean, rejected):
-        if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
-            raise ValueError(f"{target}: is the input file, and fix never writes over its input (nothing would be left "
-                             "to compare or recover). Choose another output file with -o / --rejected.")
-    if clean.resolve() == rejected.resolve():
-        raise ValueError(f"{clean}: the clean and the rejected file must differ; pass another --rejected.")
 
 
 def _actions(rules: list[Rule], config: AuditConfig) -> dict[str, str | None]:

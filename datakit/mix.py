@@ -21,7 +21,7 @@ from rich.table import Table
 from datakit.balance import UPSAMPLED, proportional_counts
 from datakit.convert import TARGETS, NotRepresentable, convert_record
 from datakit.io.read import read_raw
-from datakit.io.write import container_of, write_records
+from datakit.io.write import container_of, refuse_overwrite, write_records
 from datakit.normalise import detect_format
 
 SOURCE = "_source"
@@ -61,9 +61,7 @@ def mix(paths: list[str | Path], output: str | Path, *, ratio: list[float] | Non
     if to is not None and to not in TARGETS:
         raise ValueError(f"--to {to}: expected one of {', '.join(TARGETS)}.")
     out_path = Path(output)
-    for p in paths:
-        if Path(p).resolve() == out_path.resolve():
-            raise ValueError(f"{out_path}: is one of the inputs; mix never writes over an input. Choose another -o.")
+    refuse_overwrite("mix", paths, [out_path])
     pools = [_pool(p, to) for p in paths]
     formats = {fmt for _, records, _ in pools for fmt in records}
     if len(formats) > 1:

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from datakit.config import build_config
 from datakit.io.read import RawRecord, read_raw
-from datakit.io.write import suffix_for, unreadable, write_records
+from datakit.io.write import refuse_overwrite, suffix_for, unreadable, write_records
 from datakit.measure import ensure
 from datakit.measure.normal import normalised
 from datakit.normalise import normalise
@@ -70,8 +70,7 @@ def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share:
     suffix = suffix_for(raw.container, raw.gzip)
     names = [s for s in SPLITS if s != "test" or test_share > 0]
     files = {s: out_dir / f"{s}{suffix}" for s in names}
-    if any(f.resolve() == Path(path).resolve() for f in files.values()):
-        raise ValueError(f"{out_dir}: writing there would replace the input file; choose another -o directory.")
+    refuse_overwrite("split", [path], [*files.values(), out_dir / "rejected.jsonl"])
     from validators import select  # imported when called: rule families import datakit.measure, and so datakit
 
     leakage = [r for r in select() if r.family == "leakage"]

@@ -87,6 +87,24 @@ def suffix_for(container: str, gzip_: bool) -> str:
     return "." + container + (".gz" if gzip_ else "")
 
 
+def refuse_overwrite(command: str, inputs: Iterable[str | Path], outputs: Iterable[str | Path | None]) -> None:
+    """Raise ValueError (a one-line user error) when an output would replace an input, or two outputs are one
+    file: no command ever writes over what it reads. Paths are compared resolved, and as files (hard links)."""
+    sources = [Path(p) for p in inputs]
+    targets = [Path(p) for p in outputs if p is not None]
+    for target in targets:
+        for source in sources:
+            if target.resolve() == source.resolve() or (target.exists() and source.exists() and target.samefile(source)):
+                raise ValueError(f"{target}: is the input file, and {command} never writes over its input (nothing would "
+                                 "be left to compare or recover). Choose another output path.")
+    seen: dict[Path, Path] = {}
+    for target in targets:
+        if target.resolve() in seen:
+            raise ValueError(f"{target}: named for two outputs of {command} ({seen[target.resolve()]} too); "
+                             "give each output its own path.")
+        seen[target.resolve()] = target
+
+
 def sibling(path: str | Path, tag: str) -> Path:
     """`clean.jsonl` -> `clean.<tag>.jsonl`: a companion file next to an output (its rejected records, its overflow)."""
     p = Path(path)
