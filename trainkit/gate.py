@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from datakit.audit import run_audit
+from datakit.audit import AuditRun, run_audit
 from datakit.config import build_config
 from reports.json_report import write_json
 from schemas.findings import Severity
@@ -43,15 +43,17 @@ def refusal(report: AuditReport, data: str | Path, audit_file: Path) -> str:
 
 
 def audit_gate(data: str | Path, run_dir: Path, *, audit_config: str | Path | None = None, label_field: str | None = None,
-               eval_data: str | Path | None = None, allow_findings: bool = False) -> AuditReport:
-    """Audit DATA (checking it against the eval file for leakage when there is one); refuse on error-level findings."""
+               eval_data: str | Path | None = None, allow_findings: bool = False) -> AuditRun:
+    """Audit DATA (checking it against the eval file for leakage when there is one); refuse on error-level findings.
+    The run's dataset is what training reads next: the records trained on are the records audited."""
     config = build_config(audit_config, label_field=label_field, against=[str(eval_data)] if eval_data else None)
-    report = run_audit(data, config).report
+    run = run_audit(data, config)
+    report = run.report
     audit_file = run_dir / AUDIT_FILE
     write_json(report, audit_file)
     if report.count(Severity.error) and not allow_findings:
         raise AuditRefused(refusal(report, data, audit_file))
-    return report
+    return run
 
 
 def audit_summary(report: AuditReport) -> dict:

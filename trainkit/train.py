@@ -1,4 +1,4 @@
-"""The training run, in order: audit gate -> read and split -> tokenise -> plan -> load -> wrap -> train -> save -> report.
+"""The training run, in order: audit gate (which reads the data) -> split -> tokenise -> plan -> load -> wrap -> train -> save -> report.
 
 transformers' Trainer owns the loop, the cosine schedule, gradient accumulation, checkpoints (every N
 steps, last K kept), exact resumption (optimizer, scheduler, RNG and data position) and distributed
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import torch
 from rich.console import Console
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
@@ -21,6 +22,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from datakit.io.atomic import write_text
+from schemas.dataset import BASE_SCHEMA
 from trainkit.data import holdout, normalised_weights, read_class_weights, read_dataset
 from trainkit.gate import audit_gate, audit_summary
 from trainkit.loss import loss_sum
@@ -120,8 +122,7 @@ def prepare_run_dir(output: Path, resume: bool) -> Path | None:
     return None
 
 
-def split_data(data: Path, eval_data: Path | None, label_field: str | None, seed: int):
-    train_frame = read_dataset(data, label_field)
+def split_data(train_frame: pl.DataFrame, eval_data: Path | None, label_field: str | None, seed: int):
     if eval_data is not None:
         return train_frame, read_dataset(eval_data, label_field), f"eval records from --eval {eval_data}"
     return holdout(train_frame, seed)
@@ -220,19 +221,23 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
                                                                   s["max_steps"])
         save_steps, keep_checkpoints = s["save_steps"], s["keep_checkpoints"]
 
-    # 1. audit gate
-    report = audit_gate(data, run_dir, audit_config=audit_config, label_field=label_field, eval_data=eval_data,
-                        allow_findings=allow_findings)
-    if saved and saved["data_checksum"] != report.checksum:
-        raise RunError(f"--resume: {data} changed since the run started (checksum {report.checksum} != "
-                       f"{saved['data_checksum']}); resuming would not continue the same run. Start a new run.")
-
-    # 2. read and split, 3. tokenise
     weights_file, weights_field = read_class_weights(class_weights) if class_weights else (None, None)
     label_field = label_field or weights_field
     if weights_file and not label_field:
         raise RunError("--class-weights needs the label field: pass --label-field (the field `datakit balance --by` used).")
-    train_frame, eval_frame, eval_reason = split_data(data, Path(eval_data) if eval_data else None, label_field, seed)
+
+    # 1. audit gate (with the label field training weights by)
+    audited = audit_gate(data, run_dir, audit_config=audit_config, label_field=label_field, eval_data=eval_data,
+                         allow_findings=allow_findings)
+    report = audited.report
+    if saved and saved["data_checksum"] != report.checksum:
+        raise RunError(f"--resume: {data} changed since the run started (checksum {report.checksum} != "
+                       f"{saved['data_checksum']}); resuming would not continue the same run. Start a new run.")
+
+    # 2. split the audited records (not a second read of the file), 3. tokenise
+    train_frame = audited.dataset.valid.select(list(BASE_SCHEMA))
+    del audited  # its measurement columns (MinHash signatures, ...) are not needed while training
+    train_frame, eval_frame, eval_reason = split_data(train_frame, Path(eval_data) if eval_data else None, label_field, seed)
     tokenizer = load_tokenizer(model_dir)
     tok = tokenize_frame(train_frame, tokenizer, template)
     tok_eval = tokenize_frame(eval_frame, tokenizer, tok.template) if eval_frame is not None and eval_frame.height else None
