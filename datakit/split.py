@@ -22,6 +22,7 @@ from datakit.config import build_config
 from datakit.io.read import RawRecord, read_raw
 from datakit.io.write import refuse_overwrite, suffix_for, unreadable, write_records
 from datakit.measure import ensure
+from datakit.measure.minhash import components
 from datakit.measure.normal import normalised
 from datakit.normalise import normalise
 from datakit.recheck import check, dataset_of
@@ -104,24 +105,14 @@ def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share:
 
 def _groups(ds: Dataset, config: AuditConfig) -> list[int]:
     """Group id per row: rows that share a prompt (the leakage rule's exact match), a whole record, or a
-    near-duplicate cluster (the near_duplicate rule's, from `datakit.measure.minhash`) share one (union-find)."""
+    near-duplicate cluster (the near_duplicate rule's, from `datakit.measure.minhash`) share one, linked
+    through any chain of these (connected components, as near-duplicate clusters are found)."""
     ensure(ds, ["norm_hash", "near_dup"], config)
-    parent = list(range(ds.frame.height))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     valid = ds.frame.filter(pl.col("valid"))
     keyed = {"prompt_hash": valid.filter(normalised("prompt") != ""), "record_hash": valid, "near_dup_cluster": valid}
-    for key, rows in keyed.items():
-        same = rows.select("id", key).drop_nulls().group_by(key).agg(pl.col("id")).filter(pl.col("id").list.len() > 1)
-        for first, *rest in same["id"].to_list():
-            for member in rest:
-                parent[root(member)] = root(first)
-    return [root(i) for i in range(len(parent))]
+    edges = pl.concat([rows.select("id", key).drop_nulls().select(pl.col("id").min().over(key).alias("first"), "id")
+                       for key, rows in keyed.items()])
+    return components(ds.frame.height, edges["first"].to_numpy(), edges["id"].to_numpy())[1].tolist()
 
 
 def _assign(readable: list[int], group_of: list[int], labels: list[str | None] | None, eval_share: float,

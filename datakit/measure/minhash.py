@@ -520,19 +520,24 @@ class Clusters:
         return out
 
 
+def components(n: int, i: np.ndarray, j: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of the undirected graph on rows 0..n-1 with edges (i[k], j[k]): their number, and a
+    component label per row (scipy's, no all-pairs matrix)."""
+    from scipy.sparse import coo_matrix  # imported here: scipy.sparse costs every CLI command ~0.4 s to import
+    from scipy.sparse.csgraph import connected_components
+
+    return connected_components(coo_matrix((np.ones(i.size, dtype=np.int8), (i, j)), shape=(n, n)), directed=False)
+
+
 def near_duplicate_clusters(sigs: np.ndarray, threshold: float, prefer: np.ndarray | None = None) -> Clusters:
     """Cluster rows whose signatures are near-duplicates (estimated Jaccard >= threshold, via LSH candidates).
 
     `prefer` is a per-row sort key: the row with the smallest key in a cluster is kept (ties: the
     earliest row); by default the earliest row is kept. No all-pairs matrix is ever built.
     """
-    from scipy.sparse import coo_matrix  # imported here: scipy.sparse costs every CLI command ~0.4 s to import
-    from scipy.sparse.csgraph import connected_components
-
     n = sigs.shape[0]
     i, j, sim = verified_pairs(sigs, threshold)
-    graph = coo_matrix((np.ones(i.size, dtype=np.int8), (i, j)), shape=(n, n))
-    comps, comp = connected_components(graph, directed=False)
+    comps, comp = components(n, i, j)
     rows = np.flatnonzero(np.bincount(comp, minlength=comps)[comp] > 1)
     # cluster ids in order of each cluster's first row (rows are ascending, so first sight is first row)
     comp_ids, first_pos = np.unique(comp[rows], return_index=True)
