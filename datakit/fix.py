@@ -1,19 +1,27 @@
 """`datakit fix`: repair what the rules can repair, move what they say to drop to a rejected file, lose nothing.
 
-read -> audit -> repair the flagged records' texts (each family's `repair`, on the original record
-objects) -> re-audit in memory until no repair finding remains (bounded) -> reject the records a
-"drop" code flags -> write CLEAN in the input's format and REJ (one JSON line per rejected record:
-source, line, every reason, the record untouched). CLEAN + REJ account for every input record once.
+It streams, so a file of millions of records is never held in memory:
 
-Adding a fixer is adding a `RuleCode(..., fix="repair")` and the family's idempotent `repair`
-(or `fix="drop"`); this module only does the bookkeeping. Two actions depend on config: pii.action
-(redact | reject, through the family's `fix_for`) and fix.over_length (drop | truncate, here).
+1. audit the input (`datakit.audit.Audit`), its findings kept on disk, sorted by record;
+2. read the input again batch by batch: repair the flagged records' texts (each family's `repair`, on the original
+   record objects) and re-check them until no repair finding remains (bounded); reject what cannot be read, what
+   the repair could not fix, and what a "drop" code flags on the record's own evidence; the rest goes on;
+3. audit what went on (`RELATIONAL` families: duplicates, near-duplicates) once the rejections above are known, so
+   that no copy is dropped in favour of a record that is itself rejected;
+4. write CLEAN in the input's format and REJ (one JSON line per rejected record: source, line, every reason, the
+   record untouched), both in input order, each through a temporary file renamed at the end.
+
+CLEAN + REJ account for every input record once. Adding a fixer is adding a `RuleCode(..., fix="repair")` and the
+family's idempotent `repair` (or `fix="drop"`); this module only does the bookkeeping. Two actions depend on config:
+pii.action (redact | reject, through the family's `fix_for`) and fix.over_length (drop | truncate, here).
 """
 from __future__ import annotations
 
 import difflib
+import heapq
+import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,18 +31,27 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from datakit.audit import run_audit
+from datakit.audit import Audit, measurement_facts
 from datakit.config import build_config
-from datakit.io.read import InputError, RawRecord, read_raw
+from datakit.engine.batch import Plan
+from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS, LinedInput
+from datakit.engine.spill import Spill
+from datakit.io.atomic import atomic_open
+from datakit.io.read import InputError, RawRecord, open_raw
 from datakit.io.write import container_of, refuse_overwrite, rejection, sibling, write_records
-from datakit.recheck import check, dataset_of, edited
+from datakit.measure import ensure
+from datakit.recheck import dataset_of, edited
 from datakit.records import map_texts, texts
 from schemas.config import AuditConfig
-from validators.base import Rule, RuleCode, RuleContext
+from schemas.findings import with_messages
+from validators.base import Rule, RuleCode, RuleContext, concat_findings
 
-MAX_ROUNDS = 4  # repair -> re-audit rounds; a record whose repair findings outlive them is rejected, not kept half-fixed
+MAX_ROUNDS = 4  # repair -> re-check rounds; a record whose repair findings outlive them is rejected, not kept half-fixed
 TOO_LONG = "length.too_long"
 EXAMPLES = 20  # before/after changes kept for --dry-run
+# Families whose drop codes point at another record (its duplicate's original, its cluster's kept member): judged
+# again once the other rejections are known.
+RELATIONAL = ("duplicate", "near_duplicate")
 
 
 @dataclass
@@ -84,72 +101,185 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
         clean_path = Path(output)
         rej_path = Path(rejected) if rejected is not None else sibling(clean_path, "rejected")
         refuse_overwrite("fix", [path], [clean_path, rej_path])
-    run = run_audit(path, config, progress=progress)
-    raw = read_raw(path)
-    if raw.checksum != run.dataset.checksum:
-        raise InputError(f"{path}: the file changed while it was being fixed; run `datakit fix` again once nothing writes to it.")
     from validators import select  # imported when called: rule families import datakit.measure, and so datakit
 
     rules = select(config.only, config.skip)
     actions = _actions(select(), config)  # every family's: read findings carry format codes even when format is skipped
-    owners = {c.code: rule for rule in rules for c in rule.codes}
-    ctx = RuleContext(config=config, against=run.against)
-
-    def audit(records: list[RawRecord], rids: list[int]) -> dict[int, list[dict]]:
-        """Reasons per record id, auditing these records as they are now (in memory, original lines kept)."""
-        ds = dataset_of(raw.path, [records[i] for i in rids], config.label_field, raw.container, raw.gzip)
-        return {rids[sub]: found for sub, found in _reasons(check(ds, config, run.against, rules), actions).items()}
-
-    objects = [r.obj for r in raw.records]
-    reasons = _reasons(run.findings, actions)
-    repaired_by: dict[int, set[str]] = {}
-    unrepaired: set[int] = set()  # the repair changed nothing, or truncation cannot fit the record: rejected
-    rounds = 0
-    while rounds < MAX_ROUNDS and (todo := {rid: codes for rid, rs in reasons.items() if rid not in unrepaired
-                                            and (codes := _codes(rs, "repair") | _codes(rs, "truncate"))}):
-        rounds += 1
-        for rid, codes in sorted(todo.items()):
-            new = _repaired(objects[rid], sorted(codes), actions, owners, ctx)
-            if new is None or new == objects[rid]:
-                unrepaired.add(rid)
-                continue
-            objects[rid] = new
-            repaired_by.setdefault(rid, set()).update(codes)
-        reasons = audit(edited(raw.records, objects), list(range(len(objects))))
-    unreadable = {rid for rid, r in enumerate(raw.records) if r.error is not None}
-    for rid, found in _reasons(run.dataset.read_findings, actions).items():
-        if rid in unreadable:
-            reasons.setdefault(rid, found)  # unreadable records are rejected even when the format family is skipped
-    unrepaired |= {rid for rid, rs in reasons.items() if _codes(rs, "repair") | _codes(rs, "truncate")}  # did not converge
-    for rid in unrepaired:
-        reasons[rid] = [r | {"fix": "unrepaired"} if r["fix"] in ("repair", "truncate") else r for r in reasons.get(rid, [])]
-    reject = unreadable | unrepaired | {rid for rid, rs in reasons.items()
-                                        if any(r["fix"] == "drop" and not _relational(r, raw.path) for r in rs)}
-    # A drop that points at another record here (a duplicate of it, a near copy of its cluster's kept member) is
-    # judged again without the records rejected above, so that no copy is dropped in favour of a rejected record.
-    if reject and any(_codes(rs, "drop") for rid, rs in reasons.items() if rid not in reject):
-        remaining = [rid for rid in range(len(objects)) if rid not in reject]
-        reasons = {rid: rs for rid, rs in reasons.items() if rid in reject} | audit(edited(raw.records, objects), remaining)
-    reject |= {rid for rid, rs in reasons.items() if _codes(rs, "drop")}
-    kept = [rid for rid in range(len(objects)) if rid not in reject]
-    result = FixResult(
-        source=raw.path, records=len(objects), kept=len(kept), rejected=len(reject),
-        repaired=dict(sorted(Counter(c for rid in kept for c in repaired_by.get(rid, ())).items())),
-        dropped=_tally(reasons, reject, "drop"),
-        unrepaired=_tally(reasons, {rid for rid in reject if not _codes(reasons.get(rid, []), "drop")}, "unrepaired"),
-        changes=_changes(raw.records, objects, repaired_by, kept), rounds=rounds, container=raw.container, gzip=raw.gzip,
-        clean_path=clean_path, rejected_path=rej_path, dry_run=dry_run,
-    )
-    if clean_path is not None and container_of(clean_path, (raw.container, raw.gzip)) != (raw.container, raw.gzip):
-        result.notes.append(f"{clean_path} is written as {_describe(raw.container, raw.gzip)} like the input, whatever its "
-                            "name says; `datakit convert` changes record formats.")
-    if not dry_run:
-        rows = [rejection(raw.path, raw.records[rid].line, raw.records[rid].text, raw.records[rid].obj, reasons.get(rid, []))
-                for rid in sorted(reject)]
-        # Rejected first: a CLEAN file on disk always has its REJ next to it.
-        write_records(rej_path, rows, "jsonl")
-        write_records(clean_path, (objects[rid] for rid in kept), raw.container, raw.gzip)
+    with Audit(path, config, progress=progress) as run, Spill() as work:
+        fixer = _Fixer(path, config, rules, actions, run, work)
+        fixer.repair_and_judge()
+        fixer.judge_relations(progress)
+        result = fixer.result(clean_path, rej_path, dry_run)
+        if clean_path is not None and container_of(clean_path, (result.container, result.gzip)) != (result.container, result.gzip):
+            result.notes.append(f"{clean_path} is written as {_describe(result.container, result.gzip)} like the input, "
+                                "whatever its name says; `datakit convert` changes record formats.")
+        if not dry_run:
+            # Rejected first: a CLEAN file on disk always has its REJ next to it.
+            write_records(rej_path, fixer.rejected_rows(), "jsonl")
+            write_records(clean_path, fixer.kept_records(), result.container, result.gzip)
     return result
+
+
+class _Fixer:
+    """The state of one fix between its passes; everything per record lives on disk in `work`."""
+
+    def __init__(self, path: str | Path, config: AuditConfig, rules: list[Rule], actions: dict[str, str | None],
+                 run: Audit, work: Spill):
+        self.path, self.config, self.rules, self.actions, self.run, self.work = path, config, rules, actions, run, work
+        self.owners = {c.code: rule for rule in rules for c in rule.codes}
+        self.plan = Plan.of(rules)
+        self.ctx = RuleContext(config=config, against=run.against, path=str(path), measured=measurement_facts(self.plan, config))
+        self.records = self.rounds = self.rejected_count = 0
+        self.repaired: Counter = Counter()  # code -> kept records repaired for it (corrected once relations are judged)
+        self.dropped: Counter = Counter()
+        self.unrepaired: Counter = Counter()
+        self.changes: list[Change] = []
+        self.repaired_by: dict[int, set[str]] = {}  # line -> codes, for survivors that were repaired
+        self.relational_rejects: dict[int, list[dict]] = {}  # line -> reasons
+        self.container, self.gzip, self.source = "jsonl", False, str(path)
+
+    # --- pass 2: repair, re-check, judge each record on its own evidence --------------------------------------------
+
+    def repair_and_judge(self) -> None:
+        by_record = self.work.dir / "reasons.parquet"
+        (self.run.findings().filter(pl.col("record_id").is_not_null()).sort("record_id", maintain_order=True)
+         .sink_parquet(by_record, row_group_size=20_000))
+        stream = open_raw(self.path)
+        self.container, self.gzip, self.source = stream.container, stream.gzip, stream.path
+        with atomic_open(self.work.dir / "survivors.jsonl") as survivors, atomic_open(self.work.dir / "rejected.jsonl") as rejected:
+            first = 0
+            for records in stream.batches(BATCH_BYTES, BATCH_RECORDS):
+                reasons = _reasons(with_messages(pl.scan_parquet(by_record).filter(
+                    pl.col("record_id").is_between(first, first + len(records) - 1)).collect()), self.actions, first)
+                self._batch(records, reasons, survivors, rejected)
+                first += len(records)
+        if stream.checksum != self.run.report.checksum:
+            raise InputError(f"{self.path}: the file changed while it was being fixed; run `datakit fix` again once "
+                             "nothing writes to it.")
+        self.records = first
+
+    def _batch(self, records: list[RawRecord], reasons: dict[int, list[dict]], survivors, rejected) -> None:
+        """Repair rounds over one batch, then each record either survives (written with its reasons) or is rejected."""
+        objects = [r.obj for r in records]
+        repaired_by: dict[int, set[str]] = {}
+        unrepaired: set[int] = set()  # the repair changed nothing, or truncation cannot fit the record
+        rounds = 0
+        while rounds < MAX_ROUNDS and (todo := {i: codes for i, rs in reasons.items() if i not in unrepaired
+                                                and (codes := _codes(rs, "repair") | _codes(rs, "truncate"))}):
+            rounds += 1
+            for i, codes in sorted(todo.items()):
+                new = _repaired(objects[i], sorted(codes), self.actions, self.owners, self.ctx)
+                if new is None or new == objects[i]:
+                    unrepaired.add(i)
+                    continue
+                objects[i] = new
+                repaired_by.setdefault(i, set()).update(codes)
+            changed = sorted(todo)
+            again = self._recheck(records, objects, changed)
+            reasons = {i: rs for i, rs in reasons.items() if i not in todo} | again
+        self.rounds = max(self.rounds, rounds)
+        unrepaired |= {i for i, rs in reasons.items() if _codes(rs, "repair") | _codes(rs, "truncate")}  # did not converge
+        for i in unrepaired:
+            reasons[i] = [r | {"fix": "unrepaired"} if r["fix"] in ("repair", "truncate") else r for r in reasons.get(i, [])]
+        for i, rec in enumerate(records):
+            rs = reasons.get(i, [])
+            if rec.error is not None or i in unrepaired or any(r["fix"] == "drop" and not _relational(r, self.source) for r in rs):
+                self._tally_rejected(rs)
+                rejected.write(json.dumps(rejection(self.source, rec.line, rec.text, rec.obj, rs), ensure_ascii=False) + "\n")
+                continue
+            survivors.write(json.dumps({"line": rec.line, "record": objects[i], "repaired": sorted(repaired_by.get(i, ()))},
+                                       ensure_ascii=False) + "\n")
+            if i in repaired_by:
+                self.repaired_by[rec.line] = repaired_by[i]
+                self._note_changes(rec, objects[i], repaired_by[i])
+
+    def _recheck(self, records: list[RawRecord], objects: list[Any], changed: list[int]) -> dict[int, list[dict]]:
+        """Reasons of the changed records as they are now: each family's per-record checks (their relations to
+        other records are judged in pass 3)."""
+        now = edited([records[i] for i in changed], [objects[i] for i in changed])
+        ds = dataset_of(self.source, now, self.config.label_field, self.container, self.gzip)
+        ensure(ds, self.plan.measures, self.config)
+        found = _reasons(with_messages(concat_findings([rule.check(ds, self.ctx) for rule in self.rules])), self.actions, 0)
+        return {i: found.get(sub, []) for sub, i in enumerate(changed)}
+
+    # --- pass 3: duplicates and near-duplicates among the records that survived -----------------------------------------
+
+    def judge_relations(self, progress: bool) -> None:
+        families = [r.family for r in self.rules if r.family in RELATIONAL]
+        if not families:
+            return
+        config = self.config.model_copy(update={"only": families, "skip": []})
+        survivors = LinedInput(self.work.dir / "survivors.jsonl", self.source, self.config.label_field)
+        with Audit(survivors, config, progress=progress) as again:
+            found = again.findings_frame().filter(pl.col("line").is_not_null())
+            for line, rows in found.partition_by("line", as_dict=True).items():
+                rs = [{k: r[k] for k in _REASON_FIELDS if r[k] is not None} | {"fix": self.actions.get(r["rule"])}
+                      for r in rows.iter_rows(named=True)]
+                if _codes(rs, "drop"):
+                    self.relational_rejects[line[0]] = rs
+
+    # --- pass 4: what is written ------------------------------------------------------------------------------------
+
+    def _survivors(self) -> Iterator[dict]:
+        with open(self.work.dir / "survivors.jsonl", encoding="utf-8") as f:
+            for text in f:
+                yield json.loads(text)
+
+    def kept_records(self) -> Iterator[Any]:
+        return (s["record"] for s in self._survivors() if s["line"] not in self.relational_rejects)
+
+    def rejected_rows(self) -> Iterator[dict]:
+        """Every rejected record in input order: those judged alone (pass 2) merged with the relational ones (pass 3)."""
+        def alone() -> Iterator[dict]:
+            with open(self.work.dir / "rejected.jsonl", encoding="utf-8") as f:
+                for text in f:
+                    yield json.loads(text)
+
+        def related() -> Iterator[dict]:
+            originals = {r.line: r for r in _records_at(self.path, set(self.relational_rejects))}
+            for line in sorted(self.relational_rejects):
+                rec = originals[line]
+                yield rejection(self.source, line, rec.text, rec.obj, self.relational_rejects[line])
+
+        return heapq.merge(alone(), related(), key=lambda r: r["line"])
+
+    def result(self, clean_path: Path | None, rej_path: Path | None, dry_run: bool) -> FixResult:
+        for rs in self.relational_rejects.values():
+            self._tally_rejected(rs)
+        kept_repaired = Counter(c for line, codes in self.repaired_by.items() if line not in self.relational_rejects
+                                for c in codes)
+        rejected = self.rejected_count
+        return FixResult(
+            source=self.source, records=self.records, kept=self.records - rejected, rejected=rejected,
+            repaired=dict(sorted(kept_repaired.items())), dropped=dict(sorted(self.dropped.items())),
+            unrepaired=dict(sorted(self.unrepaired.items())),
+            changes=[c for c in self.changes if c.line not in self.relational_rejects][:EXAMPLES], rounds=self.rounds,
+            container=self.container, gzip=self.gzip, clean_path=clean_path, rejected_path=rej_path, dry_run=dry_run)
+
+    def _tally_rejected(self, reasons: list[dict]) -> None:
+        self.rejected_count += 1
+        drops = _codes(reasons, "drop")
+        self.dropped.update(drops)
+        if not drops:
+            self.unrepaired.update(_codes(reasons, "unrepaired"))
+
+    def _note_changes(self, rec: RawRecord, new: Any, codes: set[str]) -> None:
+        if len(self.changes) >= 2 * EXAMPLES:  # some may yet be rejected as duplicates: keep a few spare
+            return
+        for (role, before), (_, after) in zip(texts(rec.obj), texts(new)):
+            if before != after:
+                self.changes.append(Change(rec.line, role, sorted(codes), before, after))
+
+
+_REASON_FIELDS = ("rule", "severity", "message", "field", "related_line", "related_source", "detail")
+
+
+def _records_at(path: str | Path, lines: set[int]) -> Iterator[RawRecord]:
+    """The records of `path` at these lines, read again (only the relational rejects: a small share)."""
+    if not lines:
+        return
+    for batch in open_raw(path).batches(BATCH_BYTES, BATCH_RECORDS):
+        yield from (r for r in batch if r.line in lines)
 
 
 def _actions(rules: list[Rule], config: AuditConfig) -> dict[str, str | None]:
@@ -216,13 +346,14 @@ def truncated(obj: Any, config: AuditConfig) -> Any | None:
     return map_texts(obj, cut)
 
 
-def _reasons(findings: pl.DataFrame, actions: dict[str, str | None]) -> dict[int, list[dict]]:
-    """record id -> its findings as reasons (rule, severity, message, field, related line, fix action)."""
+def _reasons(findings: pl.DataFrame, actions: dict[str, str | None], first: int) -> dict[int, list[dict]]:
+    """Position in the batch (record id - `first`) -> its findings as reasons (rule, severity, message, field,
+    related line, fix action), in the order of the findings (sorted by line, then rule)."""
     out: dict[int, list[dict]] = {}
-    for f in findings.filter(pl.col("record_id").is_not_null()).iter_rows(named=True):
-        reason = {k: f[k] for k in ("rule", "severity", "message", "field", "related_line", "related_source", "detail")
-                  if f[k] is not None}
-        out.setdefault(f["record_id"], []).append(reason | {"fix": actions.get(f["rule"])})
+    rows = findings.filter(pl.col("record_id").is_not_null()).sort(["record_id", "rule"], maintain_order=True)
+    for f in rows.iter_rows(named=True):
+        reason = {k: f[k] for k in _REASON_FIELDS if f[k] is not None}
+        out.setdefault(f["record_id"] - first, []).append(reason | {"fix": actions.get(f["rule"])})
     return out
 
 
@@ -233,24 +364,6 @@ def _codes(reasons: list[dict], action: str) -> set[str]:
 def _relational(reason: dict, source: str) -> bool:
     """The finding points at another record of the same file (a duplicate's original, a cluster's kept member)."""
     return reason.get("related_line") is not None and reason.get("related_source") in (None, source)
-
-
-def _tally(reasons: dict[int, list[dict]], rids: set[int], action: str) -> dict[str, int]:
-    """code -> how many of `rids` have a reason with that code and action."""
-    return dict(sorted(Counter(c for rid in rids for c in _codes(reasons.get(rid, []), action)).items()))
-
-
-def _changes(records: list, objects: list[Any], repaired_by: dict[int, set[str]], kept: list[int]) -> list[Change]:
-    out: list[Change] = []
-    for rid in kept:
-        if rid not in repaired_by:
-            continue
-        for (role, before), (_, after) in zip(texts(records[rid].obj), texts(objects[rid])):
-            if before != after:
-                out.append(Change(records[rid].line, role, sorted(repaired_by[rid]), before, after))
-                if len(out) >= EXAMPLES:
-                    return out
-    return out
 
 
 def _describe(container: str, gzip_: bool) -> str:

@@ -5,12 +5,13 @@ Format is detected per record from its keys; a record that fails to parse or val
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
 from pydantic import ValidationError
 
-from datakit.io.read import RawFile, RawRecord
+from datakit.io.read import RawRecord
 from schemas.dataset import BASE_SCHEMA, Dataset
 from schemas.findings import findings_frame
 from schemas.records import (
@@ -134,19 +135,18 @@ def _label_text(obj: dict, label_field: str | None) -> str | None:
     return v if isinstance(v, str) else str(v)
 
 
-def normalise(raw: RawFile, label_field: str | None = None) -> Dataset:
+def normalise(records: Sequence[RawRecord], path: str, label_field: str | None = None, first_id: int = 0) -> Dataset:
+    """The frame of `records` (a whole file, or one batch of it: ids start at `first_id`) with the findings of
+    records that cannot be read or match no format. File-level notes are the reader's (`SourceFile.notes`)."""
     rows: list[dict] = []
-    findings: list[dict] = [
-        {"rule": n.rule, "severity": n.severity, "source": raw.path, "line": n.line, "message": n.message}
-        for n in raw.notes
-    ]
+    findings: list[dict] = []
 
     def flag(rec: RawRecord, rid: int, rule: str, field: str | None, msg: str, severity: str = "error") -> None:
-        findings.append({"rule": rule, "severity": severity, "source": raw.path, "line": rec.line, "record_id": rid,
+        findings.append({"rule": rule, "severity": severity, "source": path, "line": rec.line, "record_id": rid,
                          "field": field, "message": msg, "excerpt": rec.text[:200]})
 
-    for rid, rec in enumerate(raw.records):
-        base = {"id": rid, "source": raw.path, "line": rec.line, "raw": rec.text, "valid": False, "format": "invalid",
+    for rid, rec in enumerate(records, start=first_id):
+        base = {"id": rid, "source": path, "line": rec.line, "raw": rec.text, "valid": False, "format": "invalid",
                 "label": None}
         rows.append(base)
         if rec.error is not None:
@@ -178,12 +178,21 @@ def normalise(raw: RawFile, label_field: str | None = None) -> Dataset:
         for rule, field, msg in problems:
             flag(rec, rid, rule, field, msg)
     frame = pl.DataFrame(rows, schema=BASE_SCHEMA)
-    return Dataset(path=raw.path, frame=frame, read_findings=findings_frame(findings), container=raw.container,
-                   gzip=raw.gzip, checksum=raw.checksum)
+    return Dataset(path=path, frame=frame, read_findings=findings_frame(findings))
 
 
 def load(path: Any, label_field: str | None = None) -> Dataset:
-    """Read and normalise one file."""
+    """Read and normalise one whole file into memory (for small inputs: eval sets, a training set, tests); the audit
+    itself reads batch by batch (`datakit.engine`)."""
     from datakit.io.read import read_raw
 
-    return normalise(read_raw(path), label_field)
+    raw = read_raw(path)
+    ds = normalise(raw.records, raw.path, label_field)
+    ds.container, ds.gzip, ds.checksum = raw.container, raw.gzip, raw.checksum
+    ds.notes = [note_finding(raw.path, n) for n in raw.notes]
+    return ds
+
+
+def note_finding(path: str, note: Any) -> dict:
+    """A reader's `FileNote` as a file-level finding row (no record)."""
+    return {"rule": note.rule, "severity": note.severity, "source": path, "line": note.line, "message": note.message}

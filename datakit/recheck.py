@@ -1,4 +1,5 @@
-"""Auditing records held in memory (repaired by `fix`, regrouped by `split`) with the rules and measurements of `datakit audit`.
+"""Auditing records held in memory (repaired by `fix`, regrouped by `split`, a test's records) with the rules and
+measurements of `datakit audit`, through the same engine.
 
 The records keep their original source and line, so every finding still points into the input file.
 """
@@ -10,18 +11,27 @@ from typing import Any
 
 import polars as pl
 
-from datakit.io.read import RawFile, RawRecord
+from datakit.audit import measurement_facts, sort_findings
+from datakit.engine.batch import Plan
+from datakit.engine.inputs import FrameInput
+from datakit.engine.local import FINDINGS, run_local
+from datakit.engine.spill import Spill
+from datakit.io.read import RawRecord
 from datakit.measure import ensure
 from datakit.normalise import normalise
+from datakit.progress import Stages
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
-from validators.base import Rule, RuleContext, concat_findings
+from schemas.findings import with_messages
+from validators.base import Rule, RuleContext
 
 
 def dataset_of(path: str, records: Sequence[RawRecord], label_field: str | None = None, container: str = "jsonl",
                gzip_: bool = False) -> Dataset:
     """The normalised frame of records already read (their objects possibly edited), as if read from `path`."""
-    return normalise(RawFile(path, container, gzip_, "", list(records), []), label_field)
+    ds = normalise(list(records), path, label_field)
+    ds.container, ds.gzip = container, gzip_
+    return ds
 
 
 def edited(records: Sequence[RawRecord], objects: Sequence[Any]) -> list[RawRecord]:
@@ -30,13 +40,23 @@ def edited(records: Sequence[RawRecord], objects: Sequence[Any]) -> list[RawReco
             for r, o in zip(records, objects)]
 
 
-def check(ds: Dataset, config: AuditConfig, against: Sequence[Dataset] = (), rules: Sequence[Rule] | None = None) -> pl.DataFrame:
-    """Findings of `rules` (default: those the config selects) on `ds`, measuring what they need once."""
+def audit_records(ds: Dataset, config: AuditConfig, against: Sequence[Dataset] = (),
+                  rules: Sequence[Rule] | None = None) -> tuple[pl.DataFrame, dict[str, dict]]:
+    """Findings (with messages, sorted by line then rule) and summaries per family of `rules` (default: those the
+    config selects) on `ds`."""
     from validators import select  # imported when called: rule families import datakit.measure, and so datakit
 
     rules = list(rules) if rules is not None else select(config.only, config.skip)
-    for name in dict.fromkeys(n for r in rules for n in r.needs):
-        for target in (ds, *against):
-            ensure(target, [name], config)
-    ctx = RuleContext(config=config, against=list(against))
-    return concat_findings([r.check(ds, ctx) for r in rules])
+    plan = Plan.of(rules)
+    for other in against:
+        ensure(other, plan.measures, config)
+    ctx = RuleContext(config=config, against=list(against), path=ds.path, measured=measurement_facts(plan, config))
+    with Spill() as spill:
+        run = run_local(FrameInput(ds), plan, ctx, spill, Stages(enabled=False))
+        found = spill.scan(FINDINGS).collect()
+    return sort_findings(with_messages(found)), run.summaries
+
+
+def check(ds: Dataset, config: AuditConfig, against: Sequence[Dataset] = (), rules: Sequence[Rule] | None = None) -> pl.DataFrame:
+    """Findings of `rules` (default: those the config selects) on `ds`, with messages."""
+    return audit_records(ds, config, against, rules)[0]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.table import Table
@@ -22,7 +23,7 @@ from datakit.config import build_config
 from datakit.io.read import RawRecord, read_raw
 from datakit.io.write import refuse_overwrite, suffix_for, unreadable, write_records
 from datakit.measure import ensure
-from datakit.measure.minhash import components
+from datakit.measure.lsh import components, near_duplicate_clusters
 from datakit.measure.normal import normalised
 from datakit.normalise import normalise
 from datakit.recheck import check, dataset_of
@@ -61,7 +62,7 @@ def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share:
         raise ValueError(f"--eval {eval_share} --test {test_share}: shares must be in (0, 1) and leave records for "
                          "train, e.g. --eval 0.1 --test 0.1.")
     raw = read_raw(path)
-    ds = normalise(raw, stratify)
+    ds = normalise(raw.records, raw.path, stratify)
     if stratify and ds.frame["label"].null_count() == ds.frame.height:
         raise ValueError(f"{path}: no record has the field '{stratify}'; check --stratify (the class/label field).")
     readable = [i for i, r in enumerate(raw.records) if r.error is None]
@@ -107,8 +108,13 @@ def _groups(ds: Dataset, config: AuditConfig) -> list[int]:
     """Group id per row: rows that share a prompt (the leakage rule's exact match), a whole record, or a
     near-duplicate cluster (the near_duplicate rule's, from `datakit.measure.minhash`) share one, linked
     through any chain of these (connected components, as near-duplicate clusters are found)."""
-    ensure(ds, ["norm_hash", "near_dup"], config)
+    ensure(ds, ["norm_hash", "minhash"], config)
     valid = ds.frame.filter(pl.col("valid"))
+    sigs = valid["minhash"].to_numpy().reshape(valid.height, config.near_duplicate.num_perm)
+    found = near_duplicate_clusters(sigs, config.near_duplicate.threshold)
+    cluster = np.full(valid.height, None, dtype=object)
+    cluster[found.rows] = found.cluster
+    valid = valid.with_columns(pl.Series("near_dup_cluster", cluster.tolist(), dtype=pl.Int64))
     keyed = {"prompt_hash": valid.filter(normalised("prompt") != ""), "record_hash": valid, "near_dup_cluster": valid}
     edges = pl.concat([rows.select("id", key).drop_nulls().select(pl.col("id").min().over(key).alias("first"), "id")
                        for key, rows in keyed.items()])

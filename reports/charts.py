@@ -246,20 +246,11 @@ def _cluster_sizes(summary: dict | None) -> list[tuple[int, int]] | None:
     return None
 
 
-def _cluster_sizes_from_findings(report: AuditReport, code: str) -> list[tuple[int, int]] | None:
-    """(cluster size, clusters of that size) from the family's findings, where each copy points at its cluster's first
-    record (`related_line`): a cluster is that record plus the findings pointing at it."""
-    pointing = Counter((f.related_source, f.related_line) for f in report.findings
-                       if f.rule.startswith(code) and f.related_line is not None)
-    return sorted(Counter(n + 1 for n in pointing.values()).items()) or None
-
-
 def _clusters_chart(report: AuditReport) -> Chart:
     title = "Duplicate clusters"
     caption = "Clusters per size (records in the cluster): exact duplicates after normalisation, and MinHash near-duplicates."
-    series = [(name, _cluster_sizes(summary_of(report, family)) or _cluster_sizes_from_findings(report, code), color)
-              for name, family, code, color in (("exact", "duplicate", "duplicate.exact", ACCENT),
-                                                ("near", "near_duplicate", "near_duplicate.", ACCENT_2))]
+    series = [(name, _cluster_sizes(summary_of(report, family)), color)
+              for name, family, color in (("exact", "duplicate", ACCENT), ("near", "near_duplicate", ACCENT_2))]
     series = [(n, s, c) for n, s, c in series if s]
     if not series:
         ran = [f for f in ("duplicate", "near_duplicate") if summary_of(report, f) is not None]

@@ -1,8 +1,8 @@
 """Great Expectations (extra `gx`): the dataset-level rules as a GX 1.x ExpectationSuite over per-record metrics.
 
-`datakit audit --gx-suite OUT.json` writes the suite so a data platform can run the same checks;
-`--gx` validates it with GX's own engine (an ephemeral context over a pandas frame of the metrics)
-and folds the outcome into the report as `report.gx`. Great Expectations is imported only here and
+`datakit audit --gx-suite OUT.json` writes the suite (`suite_json`) so a data platform can run the same checks;
+`--gx` validates it with GX's own engine (an ephemeral context over a pandas frame of the metrics the audit kept,
+`datakit.audit.Audit.metrics`) and folds the outcome into the report as `report.gx`. Great Expectations is imported only here and
 only when asked for; without the extra, both options end with one line saying how to install it.
 """
 from __future__ import annotations
@@ -11,13 +11,9 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
-from datakit.audit import AuditRun
-from datakit.io.atomic import write_text
-from datakit.measure import ensure
 from schemas.report import AuditReport, GxExpectationResult, GxValidation
 
 SUITE_NAME = "datakit"
@@ -34,27 +30,6 @@ class Expectation:
     family: str
     kind: str
     kwargs: dict
-
-
-def record_metrics(run: AuditRun) -> pl.DataFrame:
-    """One row per readable record with the measurements the suite reads (token counts, text lengths,
-    normalised hash, near-duplicate flag and language where those families ran)."""
-    ds, config = run.dataset, run.report.config
-    ensure(ds, ["tokens", "norm_hash"], config)
-    valid = ds.valid
-    columns = [
-        pl.col("line"),
-        pl.col("prompt_tokens"), pl.col("response_tokens"), pl.col("tokens"),
-        pl.col("prompt").fill_null("").str.strip_chars().str.len_chars().alias("prompt_chars"),
-        pl.col("response").fill_null("").str.strip_chars().str.len_chars().alias("response_chars"),
-        pl.col("record_hash"),
-    ]
-    if any(f.family == "near_duplicate" for f in run.report.families):
-        flagged = run.findings.filter(pl.col("rule").str.starts_with("near_duplicate."))["record_id"].drop_nulls()
-        columns.append(pl.col("id").is_in(flagged.implode()).alias("near_duplicate"))
-    if "response_lang" in valid.columns:
-        columns.append(pl.col("response_lang"))  # null where nothing could be judged: GX skips nulls, as the rule does
-    return valid.select(columns)
 
 
 def expectations(report: AuditReport, columns: list[str]) -> list[Expectation]:
@@ -103,23 +78,20 @@ def build_suite(found: list[Expectation]):
         getattr(gx.expectations, e.kind)(**e.kwargs, meta={"datakit_family": e.family}) for e in found])
 
 
-def suite_json(run: AuditRun) -> str:
-    """The suite as GX's JSON (`ExpectationSuite(**json.load(f))` reads it back), without run-specific ids."""
-    found = expectations(run.report, record_metrics(run).columns)
-    data = build_suite(found).to_json_dict()
+def suite_json(report: AuditReport, columns: list[str]) -> str:
+    """The suite over metrics with these `columns`, as GX's JSON (`ExpectationSuite(**json.load(f))` reads it back),
+    without run-specific ids."""
+    data = build_suite(expectations(report, columns)).to_json_dict()
     data.pop("id", None)
     for e in data["expectations"]:
         e.pop("id", None)
-    data["meta"]["datakit_version"] = run.report.version
+    data["meta"]["datakit_version"] = report.version
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_suite(run: AuditRun, path: str | Path) -> None:
-    write_text(path, suite_json(run))
-
-
-def validate(run: AuditRun) -> GxValidation:
-    """Runs the suite with Great Expectations' own engine over the per-record metrics."""
+def validate(report: AuditReport, metrics: pl.DataFrame) -> GxValidation:
+    """Runs the suite with Great Expectations' own engine over the per-record metrics (one row per valid record:
+    line, token counts, text lengths, record hash, and near_duplicate / response_lang where those families ran)."""
     gx = _gx()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -127,8 +99,7 @@ def validate(run: AuditRun) -> GxValidation:
         ProgressBarsConfig,
     )
 
-    metrics = record_metrics(run)
-    found = expectations(run.report, metrics.columns)
+    found = expectations(report, metrics.columns)
     context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
         analytics_enabled=False, progress_bars=ProgressBarsConfig(globally=False),
         store_backend_defaults=InMemoryStoreBackendDefaults()))

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from datakit.io.atomic import write_text
 from reports.charts import report_charts
+from reports.findings import first_per_rule
+from schemas.findings import Finding, Severity
 from schemas.report import AuditReport, FamilyResult, RuleResult
 
 MAX_FINDINGS_PER_RULE = 2000
@@ -65,9 +66,10 @@ class FamilyView:
         return [r for r in self.rules if not r.count]
 
 
-def render_html(report: AuditReport, max_findings_per_rule: int = MAX_FINDINGS_PER_RULE) -> str:
-    """The report page as one HTML string; deterministic for a given report."""
-    data, embedded = findings_payload(report, max_findings_per_rule)
+def render_html(report: AuditReport, max_findings_per_rule: int = MAX_FINDINGS_PER_RULE, base: str | Path | None = None) -> str:
+    """The report page as one HTML string; deterministic for a given report. `base` is the folder of the JSON
+    report, against which a relative `findings_file` is read."""
+    data, embedded = findings_payload(report, first_per_rule(report, max_findings_per_rule, base))
     families = family_views(report, embedded)
     ran = [f for f in families if f.ran]
     overall = max((f.verdict for f in ran), key=VERDICT_RANK.__getitem__, default="pass")
@@ -82,7 +84,7 @@ def render_html(report: AuditReport, max_findings_per_rule: int = MAX_FINDINGS_P
         overall=overall,
         families=families,
         charts=report_charts(report),
-        severities={s: sum(1 for f in report.findings if f.severity.value == s) for s in ("error", "warning", "info")},
+        severities={s.value: report.count(s) for s in Severity},
         embedded_total=sum(embedded.values()),
         cap=max_findings_per_rule,
         next_steps=[_split_comment(s) for s in report.next_steps],
@@ -95,10 +97,6 @@ def render_html(report: AuditReport, max_findings_per_rule: int = MAX_FINDINGS_P
     )
 
 
-def write_html(report: AuditReport, path: str | Path, max_findings_per_rule: int = MAX_FINDINGS_PER_RULE) -> None:
-    write_text(path, render_html(report, max_findings_per_rule))
-
-
 def script_json(data: object) -> str:
     """JSON safe inside <script type="application/json">: no `<`, `>` or `&` remain, so neither `</script>`
     nor `<!--` in the data can end or change the block; JSON.parse reads the \\u escapes back."""
@@ -108,8 +106,8 @@ def script_json(data: object) -> str:
     return text
 
 
-def findings_payload(report: AuditReport, cap: int) -> tuple[dict, dict[str, int]]:
-    """The findings the page's tables page through, at most `cap` per rule, with repeated strings stored once.
+def findings_payload(report: AuditReport, findings: list[Finding]) -> tuple[dict, dict[str, int]]:
+    """The findings the page's tables page through (`reports.findings.first_per_rule`), repeated strings stored once.
 
     Rows are [rule index, severity index, line, field, message, excerpt, related line, related source, detail],
     where field, message and related source are indexes into `strings`.
@@ -131,9 +129,7 @@ def findings_payload(report: AuditReport, cap: int) -> tuple[dict, dict[str, int
             strings.append(text)
         return string_index[text]
 
-    for f in report.findings:
-        if kept.get(f.rule, 0) >= cap:
-            continue
+    for f in findings:
         kept[f.rule] = kept.get(f.rule, 0) + 1
         if f.rule not in rule_index:
             rule_index[f.rule] = len(rules)

@@ -4,16 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from datakit.io.atomic import write_text
 from schemas.report import AuditReport
 
 
 def to_json(report: AuditReport) -> str:
     return report.model_dump_json(indent=2)
-
-
-def write_json(report: AuditReport, path: str | Path) -> None:
-    write_text(path, to_json(report) + "\n")
 
 
 def json_schema() -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from datakit.io.atomic import write_text
-from schemas.findings import Finding
+from reports.findings import first_per_rule
+from schemas.findings import Finding, Severity
 from schemas.report import AuditReport
 
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "info": "ℹ️ info"}
@@ -33,13 +33,13 @@ def code(value: object, limit: int = 200) -> str:
     return f"`{s if len(s) <= limit else s[: limit - 1] + '…'}`"
 
 
-def render_markdown(report: AuditReport, top: int = TOP_FINDINGS) -> str:
+def render_markdown(report: AuditReport, top: int = TOP_FINDINGS, base: str | Path | None = None) -> str:
     from validators import families as known_families
 
     p = report.profile
     ran = {f.family: f for f in report.families}
     overall = max((f.verdict for f in report.families), key=["pass", "info", "warn", "fail"].index, default="pass")
-    counts = {s: sum(1 for f in report.findings if f.severity.value == s) for s in ("error", "warning", "info")}
+    counts = {s.value: report.count(s) for s in Severity}
     facts = [f"**{p.records:,} records** ({p.valid_records:,} readable)",
              "formats: " + (", ".join(f"{text(k)} {v:,}" for k, v in p.formats.items()) or "none")]
     if p.languages:
@@ -70,8 +70,9 @@ def render_markdown(report: AuditReport, top: int = TOP_FINDINGS) -> str:
         lines += ["", "**Next:**"] + [f"- {code(s.partition('   # ')[0].strip())}" for s in report.next_steps]
 
     family_of = {r.code: r.family for r in report.rules}
+    total = {f.family: f.findings for f in report.families}
     by_family: dict[str, list[Finding]] = {}
-    for f in report.findings:
+    for f in first_per_rule(report, top, base):
         by_family.setdefault(family_of.get(f.rule, f.rule.split(".")[0]), []).append(f)
     if by_family:
         lines += ["", "<details><summary>Top findings per family</summary>", ""]
@@ -79,10 +80,11 @@ def render_markdown(report: AuditReport, top: int = TOP_FINDINGS) -> str:
             found = by_family.get(name)
             if not found:
                 continue
-            lines += [f"**{name}** ({len(found):,})", ""]
+            n = total.get(name, len(found))
+            lines += [f"**{name}** ({n:,})", ""]
             lines += [_finding_line(f) for f in found[:top]]
-            if len(found) > top:
-                lines.append(f"- … and {len(found) - top:,} more")
+            if n > top:
+                lines.append(f"- … and {n - top:,} more")
             lines.append("")
         lines.append("</details>")
     sha = report.checksum.split(":")[-1][:12]
@@ -98,6 +100,3 @@ def _finding_line(f: Finding) -> str:
     what = f.message.partition(": ")[0] if len(f.message.partition(": ")[0]) >= 12 else f.message
     return f"- {where} · `{f.rule}`{field}: {text(what)}{excerpt}"
 
-
-def write_markdown(report: AuditReport, path: str | Path, top: int = TOP_FINDINGS) -> None:
-    write_text(path, render_markdown(report, top))

@@ -6,6 +6,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from schemas.findings import Severity
 from schemas.report import AuditReport
 
 VERDICT_STYLE = {"pass": "green", "info": "cyan", "warn": "yellow", "fail": "bold red"}
@@ -59,7 +60,7 @@ def render(report: AuditReport, console: Console | None = None) -> None:
         table = _family_table(report, fam.family)
         if table is not None:
             console.print(Panel(table, title=fam.family, title_align="left"))
-    counts = {s: sum(1 for f in report.findings if f.severity.value == s) for s in ("error", "warning", "info")}
+    counts = {s.value: report.count(s) for s in Severity}
     console.print(Group(
         f"[bold]{counts['error']:,} errors, {counts['warning']:,} warnings, {counts['info']:,} info[/] "
         f"in {report.elapsed_s:.2f}s",

@@ -36,8 +36,24 @@ BASE_SCHEMA: dict[str, pl.DataType] = {
 
 
 @dataclass
+class SourceFile:
+    """One input file as a whole: how it is stored and what the reader noticed about the file itself.
+
+    `notes` are file-level findings (BOM, CRLF, blank lines, invalid UTF-8, an unclosed array) as dicts with
+    rule, severity, line and message; they are known once the whole file has been read."""
+
+    path: str
+    container: str = "jsonl"  # jsonl | json | parquet
+    gzip: bool = False
+    checksum: str = ""
+    records: int = 0
+    notes: list[dict] = field(default_factory=list)
+
+
+@dataclass
 class Dataset:
-    """A read file: the frame of records plus findings produced while reading (bad JSON, BOM, ...)."""
+    """Records read from a file, or one batch of them: the frame of records plus findings produced while reading
+    (bad JSON, wrong types, ...). Ids and lines are those of the whole input, so a batch's findings point into it."""
 
     path: str
     frame: pl.DataFrame
@@ -45,7 +61,11 @@ class Dataset:
     container: str = "jsonl"  # jsonl | json | parquet, each optionally gzip: how to write it back
     gzip: bool = False
     checksum: str = ""
+    notes: list[dict] = field(default_factory=list)  # file-level findings of a whole-file read (see SourceFile.notes)
     measured: set[str] = field(default_factory=set)
+
+    def source_file(self) -> SourceFile:
+        return SourceFile(self.path, self.container, self.gzip, self.checksum, self.frame.height, self.notes)
 
     @property
     def valid(self) -> pl.DataFrame:

@@ -33,7 +33,10 @@ class Finding(BaseModel):
     detail: str | None = Field(default=None, description="Extra detail such as a measured value or similarity.")
 
 
-# The columnar form every rule returns; `Finding` is the same row as a pydantic model.
+# The columnar form every rule returns. A message is stored as its `template` (the text with `{}` where values go,
+# the same for every finding of one kind) and the finding's own `values`: a million findings carry a few dozen
+# templates, not a million copies of the same sentence. `with_messages` renders them; `Finding` is a rendered row.
+PLACEHOLDER = "{}"
 FINDING_SCHEMA: dict[str, pl.DataType] = {
     "rule": pl.String,
     "severity": pl.String,
@@ -41,12 +44,14 @@ FINDING_SCHEMA: dict[str, pl.DataType] = {
     "line": pl.Int64,
     "record_id": pl.Int64,
     "field": pl.String,
-    "message": pl.String,
+    "template": pl.String,
+    "values": pl.List(pl.String),
     "excerpt": pl.String,
     "related_line": pl.Int64,
     "related_source": pl.String,
     "detail": pl.String,
 }
+FINDING_COLUMNS = [c for c in FINDING_SCHEMA if c not in ("template", "values")] + ["message"]
 
 
 def empty_findings() -> pl.DataFrame:
@@ -54,7 +59,43 @@ def empty_findings() -> pl.DataFrame:
 
 
 def findings_frame(rows: list[dict]) -> pl.DataFrame:
-    """Findings built row by row (for the few rules that are not vectorised) in the shared schema."""
+    """Findings built row by row (for the few rules that are not vectorised) in the shared schema.
+
+    A row gives either `template` and `values`, or a finished `message` (stored as the template "{}" with the
+    message as its one value)."""
     if not rows:
         return empty_findings()
-    return pl.DataFrame([{k: r.get(k) for k in FINDING_SCHEMA} for r in rows], schema=FINDING_SCHEMA)
+    shaped = []
+    for r in rows:
+        row = {k: r.get(k) for k in FINDING_SCHEMA}
+        if "message" in r:
+            row["template"], row["values"] = PLACEHOLDER, [r["message"]]
+        shaped.append(row)
+    return pl.DataFrame(shaped, schema=FINDING_SCHEMA)
+
+
+def render(template: str, values: list[str | None]) -> str:
+    """One message: the template's `{}` replaced by the values in order."""
+    parts = template.split(PLACEHOLDER)
+    out = [parts[0]]
+    for value, part in zip(values, parts[1:]):
+        out += [value if value is not None else "null", part]
+    return "".join(out)
+
+
+def message_expr(templates: list[str]) -> pl.Expr:
+    """The rendered message of each row whose template is one of `templates`, vectorised per template."""
+    expr = pl.lit(None, dtype=pl.String)
+    for template in templates:
+        parts = template.split(PLACEHOLDER)
+        pieces: list[pl.Expr] = [pl.lit(parts[0])]
+        for i, part in enumerate(parts[1:]):
+            pieces += [pl.col("values").list.get(i, null_on_oob=True).fill_null("null"), pl.lit(part)]
+        expr = pl.when(pl.col("template") == template).then(pl.concat_str(pieces)).otherwise(expr)
+    return expr
+
+
+def with_messages(frame: pl.DataFrame) -> pl.DataFrame:
+    """Findings with their `message` rendered, in the column order of `Finding` (template and values dropped)."""
+    templates = frame["template"].unique().drop_nulls().to_list() if frame.height else []
+    return frame.with_columns(message_expr(templates).alias("message")).select(FINDING_COLUMNS)

@@ -86,6 +86,21 @@ class GxValidation(BaseModel):
     results: list[GxExpectationResult]
 
 
+class FindingsFile(BaseModel):
+    """Where the findings are when there are too many to list inline: a Parquet file beside the JSON report."""
+
+    path: str = Field(description="The Parquet file, relative to the JSON report's folder (absolute while an audit runs).")
+    count: int = Field(description="Findings in the file.")
+    format: str = Field("parquet", description="Columns: rule, severity, source, line, record_id, field, template, values, "
+                        "excerpt, related_line, related_source, detail. A message is its template with each `{}` replaced "
+                        "by the next of its values; rows are grouped by rule, each rule's by line.")
+
+
+class StageTiming(BaseModel):
+    stage: str
+    seconds: float
+
+
 class AuditReport(BaseModel):
     tool: str = "datakit"
     version: str
@@ -95,18 +110,23 @@ class AuditReport(BaseModel):
     profile: DatasetProfile
     families: list[FamilyResult]
     rules: list[RuleResult]
-    findings: list[Finding]
+    findings: list[Finding] = Field(description="Every finding, sorted by line then rule, when there are at most 100,000; "
+                                    "empty when they are in `findings_file`.")
+    findings_file: FindingsFile | None = Field(None, description="Set when the findings are in a Parquet file instead of inline.")
     against: list[str] = Field(default_factory=list, description="Eval files the data was checked against.")
     config: AuditConfig
     next_steps: list[str] = Field(default_factory=list, description="Commands to run next, derived from the findings.")
     gx: GxValidation | None = Field(None, description="Great Expectations validation of the per-record metrics, when run with --gx.")
+    stages: list[StageTiming] = Field(default_factory=list, description="Seconds spent per stage (summed over batches).")
+    peak_rss_mb: float | None = Field(None, description="Peak resident memory of the audit process (or its largest worker), MiB.")
 
     def count(self, severity: Severity) -> int:
-        return sum(1 for f in self.findings if f.severity == severity)
+        """Findings of this severity (counted per rule, so it holds whether findings are inline or in a file)."""
+        return sum(r.count for r in self.rules if r.severity == severity)
 
     def fails(self, fail_on: str) -> bool:
         """True when a finding reaches `fail_on` (error | warning | never): the CLI's exit status 1."""
         if fail_on == "never":
             return False
         floor = Severity(fail_on).rank
-        return any(f.severity.rank >= floor for f in self.findings)
+        return any(r.count and r.severity.rank >= floor for r in self.rules)

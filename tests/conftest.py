@@ -54,3 +54,12 @@ def tiny_model_no_chat(tmp_path_factory) -> Path:
     from tests.trainkit_helpers import build_model
 
     return build_model(tmp_path_factory.mktemp("tiny-qwen2-nochat"), chat_template=False)
+
+
+def run_rule(rule, ds, config=None, against=()):
+    """(findings with messages, summary) of one rule family on records in memory, through the audit engine."""
+    from datakit.recheck import audit_records
+    from schemas.config import AuditConfig
+
+    found, summaries = audit_records(ds, config or AuditConfig(), list(against), [rule])
+    return found, summaries[rule.family]

@@ -12,8 +12,7 @@ import pytest
 
 from datakit.config import build_config
 from datakit.normalise import load
-from tests.conftest import EXAMPLES, audit_json, lines_for
-from validators import RuleContext
+from tests.conftest import EXAMPLES, audit_json, lines_for, run_rule
 from validators.balance import BalanceRules
 
 NBSP_QA = "closed\u00a0qa"
@@ -34,10 +33,8 @@ def write(tmp_path: Path, labels: list[str | None], field: str = "class") -> Pat
 
 def check(path: Path, label_field: str | None = "class", **settings) -> tuple[list[dict], dict]:
     """Findings (as dicts) and summary of the balance family alone."""
-    ds = load(path, label_field)
-    ctx = RuleContext(config=build_config(label_field=label_field, **settings))
-    rule = BalanceRules()
-    return rule.check(ds, ctx).to_dicts(), rule.summary(ds, ctx)
+    found, summary = run_rule(BalanceRules(), load(path, label_field), build_config(label_field=label_field, **settings))
+    return found.to_dicts(), summary
 
 
 def codes(found: list[dict]) -> Counter:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from datakit.config import build_config
 from datakit.normalise import load
-from tests.conftest import EXAMPLES, audit_json
-from validators import RuleContext
+from tests.conftest import EXAMPLES, audit_json, run_rule
 from validators.diversity import DiversityRules
 
 VARIED = [
@@ -28,10 +27,8 @@ def write(tmp_path: Path, prompts: list[str]) -> Path:
 
 
 def check(path: Path, **settings) -> tuple[list[dict], dict]:
-    ds = load(path)
-    ctx = RuleContext(config=build_config(**settings))
-    rule = DiversityRules()
-    return rule.check(ds, ctx).to_dicts(), rule.summary(ds, ctx)
+    found, summary = run_rule(DiversityRules(), load(path), build_config(**settings))
+    return found.to_dicts(), summary
 
 
 def rules(found: list[dict]) -> list[str]:

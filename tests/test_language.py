@@ -15,8 +15,7 @@ from datakit.measure import ensure
 from datakit.measure.language import _profiles, _Stream, detect_languages, detector
 from datakit.normalise import load
 from schemas.config import AuditConfig
-from tests.conftest import EXAMPLES, audit_json, lines_for
-from validators import RuleContext
+from tests.conftest import EXAMPLES, audit_json, lines_for, run_rule
 from validators.language import LanguageRules
 
 ADVERSARIAL = [
@@ -53,10 +52,7 @@ def audit_language(tmp_path, records: list[dict], **config) -> tuple[pl.DataFram
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
     cfg = AuditConfig(**config)
-    ds = load(path)
-    ensure(ds, ["language"], cfg)
-    ctx = RuleContext(config=cfg)
-    return LanguageRules().check(ds, ctx), LanguageRules().summary(ds, ctx)
+    return run_rule(LanguageRules(), load(path), cfg)
 
 
 ENGLISH = [f"Explain in a few sentences why the number {i} matters to people who study the history of mathematics."
@@ -158,8 +154,7 @@ def test_real_chinese_samples_are_detected_as_chinese():
     for name in ("belle_sample.jsonl", "alpaca_zh_sample.json"):
         ds = load(EXAMPLES / name)
         cfg = AuditConfig()
-        ensure(ds, ["language"], cfg)
-        summary = LanguageRules().summary(ds, RuleContext(config=cfg))
+        summary = run_rule(LanguageRules(), ds, cfg)[1]
         assert summary["main"] == ["zh-cn"]
         judged = {k: v for k, v in summary["languages"].items() if k not in ("unknown", "(empty)")}
         assert judged["zh-cn"] / sum(judged.values()) > 0.95
@@ -168,8 +163,7 @@ def test_real_chinese_samples_are_detected_as_chinese():
 def test_belle_eval_set_is_chinese_and_its_translation_prompts_are_not_flagged(shared_data):
     ds = load(shared_data / "belle" / "eval_set.json")
     cfg = AuditConfig()
-    ensure(ds, ["language"], cfg)
-    summary = LanguageRules().summary(ds, RuleContext(config=cfg))
+    summary = run_rule(LanguageRules(), ds, cfg)[1]
     assert summary["main"] == ["zh-cn"] and summary["languages"]["zh-cn"] > 500
     assert summary["languages"]["(empty)"] == ds.frame.filter(pl.col("response") == "").height
 

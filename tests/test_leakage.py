@@ -7,11 +7,9 @@ import json
 import polars as pl
 import pytest
 
-from datakit.measure import ensure
 from datakit.normalise import load
 from schemas.config import AuditConfig
-from tests.conftest import EXAMPLES, audit_json, lines_for, run_cli
-from validators import RuleContext
+from tests.conftest import EXAMPLES, audit_json, lines_for, run_cli, run_rule
 from validators.leakage import LeakageRules, NgramIndex, answer_shares, token_lists
 
 ALPACA_EVAL = EXAMPLES / "alpaca_eval_sample.json"
@@ -25,19 +23,10 @@ def write_jsonl(path, records):
     return path
 
 
-def measured(path, config):
-    ds = load(path)
-    ensure(ds, LeakageRules.needs, config)
-    return ds
-
-
 def leakage(train, against=(), **sections):
     """Findings and summary of the leakage family on `train` against the eval files, as `datakit audit` runs it."""
     config = AuditConfig.model_validate({"leakage": {"against": [str(a) for a in against]}} | sections)
-    ctx = RuleContext(config=config, against=[measured(a, config) for a in against])
-    ds = measured(train, config)
-    rules = LeakageRules()
-    return rules.check(ds, ctx), rules.summary(ds, ctx)
+    return run_rule(LeakageRules(), load(train), config, [load(a) for a in against])
 
 
 def eval_record(path, line):
@@ -237,8 +226,8 @@ def test_a_broken_internal_pattern_is_a_config_error_not_a_crash():
 def test_bundled_samples_have_no_internal_references_and_few_copied_answers():
     config = AuditConfig()
     for path in sorted(EXAMPLES.glob("*.json*")):
-        ds = measured(path, config)
-        found = LeakageRules().check(ds, RuleContext(config=config))
+        ds = load(path)
+        found = run_rule(LeakageRules(), ds, config)[0]
         assert not found.filter(pl.col("rule") == "leakage.internal_reference").height, path.name
         assert found.filter(pl.col("rule") == "leakage.answer_in_prompt").height <= 0.05 * ds.frame.height, path.name
 

@@ -11,11 +11,10 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 import datakit.measure.minhash as mh
-from datakit.measure import ensure
+from datakit.measure import ensure, lsh
 from datakit.normalise import load
 from schemas.config import AuditConfig, NearDuplicateConfig
-from tests.conftest import EXAMPLES, audit_json, lines_for
-from validators.base import RuleContext
+from tests.conftest import EXAMPLES, audit_json, lines_for, run_rule
 from validators.near_duplicate import NearDuplicateRules
 
 CJK = "\u3000-\u303f\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
@@ -111,7 +110,7 @@ def test_colliding_fingerprints_fall_back_to_exact_grouping(monkeypatch):
     texts = sample_texts()
     cfg = NearDuplicateConfig()
     expected = mh.signatures(texts, cfg)
-    monkeypatch.setattr(mh, "_mix64", lambda x: np.zeros(np.shape(x), dtype=np.uint64))  # every fingerprint collides
+    monkeypatch.setattr(mh, "mix64", lambda x: np.zeros(np.shape(x), dtype=np.uint64))  # every fingerprint collides
     assert np.array_equal(mh.signatures(texts, cfg), expected)
 
 
@@ -149,49 +148,50 @@ def test_exact_copies_after_normalisation_have_similarity_one():
 def test_clusters_join_near_copies_and_keep_the_preferred_row():
     texts = [EN, EN_OTHER, EN_NEAR, ZH, ZH_OTHER, ZH_NEAR, EN]
     sigs = mh.signatures(texts, NearDuplicateConfig())
-    found = mh.near_duplicate_clusters(sigs, 0.8)
-    assert found.cluster.tolist() == [0, -1, 0, 1, -1, 1, 0]
+    found = lsh.near_duplicate_clusters(sigs, 0.8)
+    assert found.rows.tolist() == [0, 2, 3, 5, 6]
+    assert found.cluster.tolist() == [0, 0, 1, 1, 0]
     assert found.representative.tolist() == [0, 3]  # default: the earliest row
-    assert found.kept.tolist() == [0, -1, 0, 3, -1, 3, 0]
-    assert found.similarity[6] == 1.0 and 0.8 <= found.similarity[2] < 1.0
+    assert found.kept.tolist() == [0, 0, 3, 3, 0]
+    assert found.similarity[4] == 1.0 and 0.8 <= found.similarity[1] < 1.0
     assert found.sizes.tolist() == [3, 2]
-    preferred = mh.near_duplicate_clusters(sigs, 0.8, prefer=np.array([5, 0, 1, 5, 0, 0, 5]))
+    preferred = lsh.near_duplicate_clusters(sigs, 0.8, prefer=np.array([5, 0, 1, 5, 0, 0, 5]))
     assert preferred.representative.tolist() == [2, 5]
-    groups = found.groups()
+    groups = found.groups(len(texts))
     assert groups[0] == groups[2] == groups[6] and len(set(groups.tolist())) == 4
 
 
 def test_thousands_of_copies_form_one_cluster_without_pair_explosion():
     sigs = mh.signatures([EN] * 3000 + [EN_OTHER], NearDuplicateConfig())
-    found = mh.near_duplicate_clusters(sigs, 0.8)
+    found = lsh.near_duplicate_clusters(sigs, 0.8)
     assert found.sizes.tolist() == [3000]
-    assert found.cluster[-1] == -1
-    assert mh._candidates(sigs, 0.8)[0].size <= 3000 * mh.BUCKET_WINDOW
+    assert 3000 not in found.rows
+    keys = lsh.band_keys(sigs, *lsh.lsh_params(0.8, 128))
+    assert lsh.candidate_pairs((keys[:, b] for b in range(keys.shape[1])), len(sigs))[0].size <= 3000 * lsh.BUCKET_WINDOW
 
 
 def test_lsh_parameters_are_datasketchs():
-    for threshold, num_perm in [*mh.DEFAULT_LSH_PARAMS, (0.7, 64), (0.9, 256)]:
-        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        assert mh.lsh_params(threshold, num_perm) == (lsh.b, lsh.r)
+    for threshold, num_perm in [*lsh.DEFAULT_LSH_PARAMS, (0.7, 64), (0.9, 256)]:
+        theirs = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        assert lsh.lsh_params(threshold, num_perm) == (theirs.b, theirs.r)
 
 
 def test_near_matches_pairs_query_rows_with_index_rows_only():
     cfg = NearDuplicateConfig()
     train = mh.signatures([EN_OTHER, EN_NEAR, ZH, "unrelated words about nothing in particular at all today"], cfg)
     evals = mh.signatures([EN, ZH_NEAR, ZH_OTHER], cfg)
-    matches = mh.near_matches(train, evals, 0.8)
+    matches = lsh.near_matches(train, evals, 0.8)
     assert [(q, i) for q, i, _ in matches] == [(1, 0), (2, 1)]
     assert all(0.8 <= s < 1.0 for _, _, s in matches)
-    assert mh.near_matches(train, evals[:0], 0.8) == []
+    assert lsh.near_matches(train, evals[:0], 0.8) == []
 
 
 def test_minhash_measurement_is_null_for_invalid_rows(tmp_path):
     path = tmp_path / "data.jsonl"
     path.write_text(json.dumps({"instruction": "hi", "output": "hello there"}) + "\nnot json\n", encoding="utf-8")
     ds = load(path)
-    ensure(ds, ["near_dup"], AuditConfig())
+    ensure(ds, ["near_dup"], AuditConfig())  # a cross-record measurement: its per-record part is the signature
     assert ds.frame["minhash"].null_count() == 1 and ds.frame["minhash"][0].len() == 128
-    assert ds.frame["near_dup_cluster"].null_count() == 2
 
 
 def write_jsonl(path, records):
@@ -228,20 +228,14 @@ def test_cli_flags_every_member_but_the_kept_record_with_its_line(tmp_path):
 def test_findings_are_identical_across_fresh_runs(tmp_path):
     path = tmp_path / "data.jsonl"
     write_jsonl(path, [{"instruction": "q", "output": t} for t in (EN, EN_NEAR, ZH, ZH_NEAR, EN_OTHER, EN)])
-    runs = []
-    for _ in range(2):
-        ds = load(path)
-        ctx = RuleContext(config=AuditConfig())
-        ensure(ds, NearDuplicateRules.needs, ctx.config)
-        runs.append(NearDuplicateRules().check(ds, ctx))
+    runs = [run_rule(NearDuplicateRules(), load(path))[0] for _ in range(2)]
     assert runs[0].height == 3 and runs[0].equals(runs[1])
 
 
 def test_bundled_samples_without_copies_have_no_near_duplicates():
     for name in ("alpaca_en_sample.json", "alpaca_zh_sample.json", "belle_sample.jsonl"):
-        ds = load(EXAMPLES / name)
-        ensure(ds, ["near_dup"], AuditConfig())
-        assert ds.frame["near_dup_cluster"].null_count() == ds.frame.height, name
+        found, summary = run_rule(NearDuplicateRules(), load(EXAMPLES / name))
+        assert found.height == 0 and summary["clusters"] == 0, name
 
 
 def test_real_chinese_set_clusters_are_its_duplicated_records(shared_data):
@@ -249,12 +243,12 @@ def test_real_chinese_set_clusters_are_its_duplicated_records(shared_data):
     if not path.exists():
         pytest.skip("alpaca_zh_demo.json is absent")
     ds = load(path)
-    ensure(ds, ["near_dup"], AuditConfig())
+    ensure(ds, ["minhash"], AuditConfig())
     frame = ds.frame
     assert frame["minhash_cjk"].mean() > 0.9  # Chinese: shingled by characters
     texts = mh.normalise_texts(mh.record_texts(frame))
-    members = frame.filter(frame["near_dup_cluster"].is_not_null())
+    found = lsh.near_duplicate_clusters(np.stack(frame["minhash"].to_numpy()), 0.8)
     # the 8 records this set repeats verbatim, and nothing else, even at 0.8
-    assert members["near_dup_cluster"].n_unique() == 8 and members.height == 16
-    for row in members.iter_rows(named=True):
-        assert texts[row["id"]] == texts[row["near_dup_kept"]]
+    assert len(set(found.cluster.tolist())) == 8 and found.rows.size == 16
+    for row, kept in zip(found.rows.tolist(), found.kept.tolist()):
+        assert texts[row] == texts[kept]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from datakit.normalise import load
 from schemas.config import AuditConfig
-from tests.conftest import EXAMPLES, audit_json, lines_for, run_cli
+from tests.conftest import EXAMPLES, audit_json, lines_for, run_cli, run_rule
 from validators import RuleContext
 from validators.base import code_info
 from validators.pii import DETECTORS, PLACEHOLDERS, PiiRules, cn_id_valid, find_pii, luhn_valid, mask, redact
@@ -299,9 +299,10 @@ def test_messages_and_fix_follow_the_configured_action(tmp_path):
     reject_ctx = RuleContext(config=AuditConfig.model_validate({"pii": {"action": "reject"}}))
     email = code_info(rules, "pii.email")
     assert rules.fix_for(email, redact_ctx) == "repair" and rules.fix_for(email, reject_ctx) == "drop"
-    assert all("[EMAIL]" in m or "[PHONE]" in m for m in rules.check(ds, redact_ctx)["message"])
-    assert all("rejected file" in m for m in rules.check(ds, reject_ctx)["message"])
-    assert rules.summary(ds, reject_ctx) == {"action": "reject", "placeholders": {}}
+    assert all("[EMAIL]" in m or "[PHONE]" in m for m in run_rule(rules, ds, redact_ctx.config)[0]["message"])
+    found_, summary = run_rule(rules, ds, reject_ctx.config)
+    assert all("rejected file" in m for m in found_["message"])
+    assert summary == {"action": "reject", "placeholders": {}}
 
 
 def test_repair_of_every_text_leaves_no_finding(tmp_path):

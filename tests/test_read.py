@@ -9,6 +9,7 @@ import pytest
 
 from datakit.io.read import InputError, read_raw
 from datakit.normalise import load
+from schemas.findings import with_messages
 from tests.conftest import EXAMPLES
 
 REAL_FORMATS = {
@@ -66,12 +67,12 @@ def test_jsonl_bad_lines_are_findings_and_the_rest_is_read(tmp_path):
     ds = load(p)
     assert ds.frame["line"].to_list() == [1, 2, 4, 5, 6]
     assert ds.frame["valid"].to_list() == [True, False, True, False, False]
-    rules = dict(zip(ds.read_findings["rule"], ds.read_findings["line"]))
+    rules = {n["rule"]: n["line"] for n in ds.notes} | dict(zip(ds.read_findings["rule"], ds.read_findings["line"]))
     assert rules["format.bom"] == 1 and rules["format.invalid_json"] in (2, 6)
     assert "format.crlf" in rules and rules["format.blank_line"] == 3
     bad = ds.read_findings.filter(pl.col("rule") == "format.invalid_json")
     assert bad["line"].to_list() == [2, 6]
-    assert "truncated" in bad["message"][1]
+    assert "truncated" in with_messages(bad)["message"][1]
 
 
 def test_invalid_utf8_is_replaced_and_reported(tmp_path):
@@ -79,7 +80,7 @@ def test_invalid_utf8_is_replaced_and_reported(tmp_path):
     p.write_bytes(b'{"instruction": "caf\xe9", "output": "ok ok ok"}\n')
     ds = load(p)
     assert ds.frame["valid"].all()
-    assert ds.read_findings.filter(pl.col("rule") == "format.invalid_utf8")["line"].to_list() == [1]
+    assert [n["line"] for n in ds.notes if n["rule"] == "format.invalid_utf8"] == [1]
 
 
 def test_gzip_and_parquet_are_read(tmp_path):

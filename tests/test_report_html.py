@@ -157,7 +157,7 @@ def test_repeated_messages_are_stored_once_in_the_page(sample):
     report = read_json(sample[0] / "r.json")
     same = Finding(rule="format.blank_line", severity=Severity.info, source="x", line=1, message="blank " * 50)
     report = report.model_copy(update={"findings": [same.model_copy(update={"line": i}) for i in range(1, 101)]})
-    data, embedded = findings_payload(report, cap=1000)
+    data, embedded = findings_payload(report, report.findings)
     assert len(data["rows"]) == 100 and data["strings"].count("blank " * 50) == 1
     assert embedded == {"format": 100}
 

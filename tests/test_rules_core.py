@@ -1,7 +1,6 @@
 """Unit tests of the empty, length, hygiene, duplicate and volume families on small hand-made files."""
 from __future__ import annotations
 
-import gc
 import json
 
 import polars as pl
@@ -12,8 +11,8 @@ from hypothesis import strategies as st
 from datakit.measure import ensure
 from datakit.normalise import load
 from schemas.config import AuditConfig
-from tests.conftest import EXAMPLES
-from validators.base import Reused, RuleContext
+from tests.conftest import EXAMPLES, run_rule
+from validators.base import RuleContext
 from validators.duplicate import DuplicateRules
 from validators.empty import EmptyRules, text_fields
 from validators.hygiene import HygieneRules
@@ -31,8 +30,7 @@ def dataset(tmp_path, records: list, label_field: str | None = None, **config):
 
 def run(rule, tmp_path, records, label_field=None, **config) -> pl.DataFrame:
     ds, ctx = dataset(tmp_path, records, label_field, **config)
-    ensure(ds, rule.needs, ctx.config)
-    return rule.check(ds, ctx)
+    return run_rule(rule, ds, ctx.config)[0]
 
 
 def found(frame: pl.DataFrame, code: str) -> list[tuple[int | None, str | None]]:
@@ -98,7 +96,7 @@ def test_record_at_the_limit_is_not_too_long(tmp_path):
     ds, ctx = dataset(tmp_path, [alpaca()])
     ensure(ds, ["tokens"], ctx.config)
     ctx.config.length.max_tokens = int(ds.frame["tokens"][0])
-    assert LengthRules().check(ds, ctx).height == 0
+    assert run_rule(LengthRules(), ds, ctx.config)[0].height == 0
 
 
 def test_short_open_answer_is_flagged(tmp_path):
@@ -191,12 +189,12 @@ def test_excerpt_shows_the_offending_text(tmp_path):
 
 def test_hygiene_finds_nothing_on_the_clean_real_english_sample():
     ds = load(EXAMPLES / "alpaca_en_sample.json")
-    assert HygieneRules().check(ds, RuleContext()).height == 0
+    assert run_rule(HygieneRules(), ds)[0].height == 0
 
 
 def test_identity_placeholders_are_found_on_every_templated_answer():
     ds = load(EXAMPLES / "identity.json")
-    out = HygieneRules().check(ds, RuleContext())
+    out = run_rule(HygieneRules(), ds)[0]
     templated = ds.frame.filter(pl.col("response").str.contains(r"\{\{")).get_column("line").to_list()
     assert sorted(out["line"].to_list()) == templated and set(out["field"]) == {"output"}
 
@@ -280,8 +278,7 @@ def test_blank_prompts_are_not_grouped_as_conflicts(tmp_path):
 
 def test_duplicate_summary_counts_groups_and_the_largest(tmp_path):
     ds, ctx = dataset(tmp_path, [alpaca(), alpaca(), alpaca(), alpaca("Other?", "Yes, other."), alpaca("Other?", "Yes, other.")])
-    ensure(ds, ["norm_hash"], ctx.config)
-    summary = DuplicateRules().summary(ds, ctx)
+    summary = run_rule(DuplicateRules(), ds, ctx.config)[1]
     assert summary["duplicate_groups"] == 2 and summary["largest_group"] == {"copies": 3, "first_line": 1}
 
 
@@ -304,10 +301,10 @@ def test_task_type_sets_the_minimum(tmp_path):
 def test_small_classes_are_reported_per_class(tmp_path):
     records = [alpaca(f"Q{i}?", f"A{i}.", kind="big") for i in range(12)] + [alpaca("Q?", "A.", kind="tiny")]
     ds, ctx = dataset(tmp_path, records, "kind")
-    out = VolumeRules().check(ds, ctx)
+    out, summary = run_rule(VolumeRules(), ds, ctx.config)
     rows = out.filter(pl.col("rule") == "volume.class_too_small")
     assert rows["excerpt"].to_list() == ["tiny"] and rows["field"].to_list() == ["kind"]
-    assert VolumeRules().summary(ds, ctx)["classes"] == {"big": 12, "tiny": 1}
+    assert summary["classes"] == {"big": 12, "tiny": 1}
 
 
 # shared
@@ -322,17 +319,3 @@ def test_text_fields_map_every_format_back_to_its_source_fields(tmp_path):
     assert [f for f, _, _ in text_fields(rows[0])] == ["system", "history[0][0]", "history[0][1]", "instruction", "input", "output"]
     assert [f for f, _, _ in text_fields(rows[1])] == ["messages[0]", "messages[1]"]
     assert [f for f, _, _ in text_fields(rows[2])] == ["turns[0]", "turns[1]"]
-
-
-def test_reused_computes_once_per_frame_and_context_and_lets_the_frame_go():
-    ds, ctx, calls = load(EXAMPLES / "alpaca_en_sample.json"), RuleContext(), []
-    reused = Reused()
-    compute = lambda: calls.append(1) or len(calls)
-    assert reused.get(ds, ctx, compute) == reused.get(ds, ctx, compute) == 1
-    other = RuleContext()
-    assert reused.get(ds, other, compute) == 2  # another context: computed again
-    ds.frame = ds.frame.with_columns(pl.lit(1).alias("x"))
-    gc.collect()
-    assert reused._value is None  # the old frame is gone, and its result with it
-    assert reused.get(ds, other, compute) == 3
-

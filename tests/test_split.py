@@ -6,9 +6,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+
 import datakit
 from datakit.io.read import read_raw
 from datakit.measure import ensure
+from datakit.measure.lsh import near_duplicate_clusters
 from datakit.normalise import load
 from schemas.config import AuditConfig
 from tests.conftest import EXAMPLES, audit_json, run_cli
@@ -55,8 +59,11 @@ def test_duplicates_near_duplicates_and_shared_prompts_never_straddle_splits(tmp
     result = datakit.split(path, tmp_path / "out", eval_share=0.3, test_share=0.2, seed=0)
     where = split_of(tmp_path / "out")
     ds = load(path)
-    ensure(ds, ["near_dup", "norm_hash"], AuditConfig())
-    frame = ds.frame
+    ensure(ds, ["minhash", "norm_hash"], AuditConfig())
+    found = near_duplicate_clusters(np.stack(ds.frame["minhash"].to_numpy()), 0.8)
+    cluster = np.full(ds.frame.height, None, dtype=object)
+    cluster[found.rows] = found.cluster
+    frame = ds.frame.with_columns(pl.Series("near_dup_cluster", cluster.tolist(), dtype=pl.Int64))
     for column in ("near_dup_cluster", "record_hash", "prompt_hash"):
         for _, group in frame.filter(frame[column].is_not_null()).group_by(column):
             assert len({where[key(json.loads(raw))] for raw in group["raw"]}) == 1, column

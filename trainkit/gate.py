@@ -10,7 +10,7 @@ from pathlib import Path
 
 from datakit.audit import AuditRun, run_audit
 from datakit.config import build_config
-from reports.json_report import write_json
+from datakit.io.report_files import write_report_json
 from schemas.findings import Severity
 from schemas.report import AuditReport
 
@@ -50,7 +50,7 @@ def audit_gate(data: str | Path, run_dir: Path, *, audit_config: str | Path | No
     run = run_audit(data, config)
     report = run.report
     audit_file = run_dir / AUDIT_FILE
-    write_json(report, audit_file)
+    write_report_json(report, audit_file)
     if report.count(Severity.error) and not allow_findings:
         raise AuditRefused(refusal(report, data, audit_file))
     return run

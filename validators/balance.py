@@ -15,8 +15,8 @@ import polars as pl
 
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
-from schemas.findings import Severity, findings_frame
-from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag
+from schemas.findings import Severity, empty_findings, findings_frame
+from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag, message
 from validators.diversity import opening, prompts
 
 W = Severity.warning
@@ -69,31 +69,42 @@ class BalanceRules(Rule):
                  "balancing and per-class evaluation."),
     )
 
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
-        cfg = ctx.config
-        if not cfg.label_field:
-            return findings_frame([])
-        valid = ds.valid
-        labelled = valid.filter(_has_label())
-        missing = self._missing(ds, valid.filter(~_has_label()), labelled.height, cfg.label_field)
-        if labelled.height == 0:
-            return missing
-        counts = _counts(labelled)
-        return concat_findings([missing, self._variants(labelled, cfg.label_field),
-                                findings_frame(self._distribution(ds, counts, cfg))])
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        """With a label field: each valid record's label (and, on the batch's first row, the record's field names,
+        shown if no record turns out to have the label). Without: how each prompt opens."""
+        if not ctx.config.label_field:
+            return prompts(batch).select(opening(pl.col("request"), 1, 2).alias("opening")).drop_nulls("opening")
+        valid = batch.valid
+        first = pl.int_range(pl.len()) == 0
+        return valid.select("id", "line", "label", pl.when(first).then(pl.col("raw")).alias("raw"))
 
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
         cfg = ctx.config
         if not cfg.label_field:
-            rows = prompts(ds).with_columns(opening(pl.col("request"), 1, 2).alias("opening")).drop_nulls("opening")
-            counts = rows.group_by("opening").len().sort(["len", "opening"], descending=[True, False])
-            top = dict(counts.head(TOP_OPENINGS).iter_rows())
-            rest = rows.height - sum(top.values())
-            return {"label_field": None, "openings": top | ({"(other)": rest} if rest else {}),
-                    "openings_of": "first word of each prompt (Chinese: a common opening or the first 2 characters), "
-                                   "shown because no label field was given (--label-field)"}
-        valid = ds.valid
+            return empty_findings(), self._openings(state)
+        valid = state.collect(engine="streaming") if state is not None else pl.DataFrame(
+            schema={"id": pl.Int64, "line": pl.Int64, "label": pl.String, "raw": pl.String})
+        valid = valid.with_columns(ctx.source_of().alias("source"))
         labelled = valid.filter(_has_label())
+        missing = self._missing(ctx.path, valid.filter(~_has_label()), labelled.height, cfg.label_field)
+        if labelled.height == 0:
+            return missing, self._summary(valid, labelled, cfg)
+        counts = _counts(labelled)
+        found = concat_findings([missing, self._variants(labelled, cfg.label_field),
+                                 findings_frame(self._distribution(ctx.path, counts, cfg))])
+        return found, self._summary(valid, labelled, cfg)
+
+    def _openings(self, state: pl.LazyFrame | None) -> dict:
+        """Without a label field the report still says what the data is about: how prompts open."""
+        rows = state.collect(engine="streaming") if state is not None else pl.DataFrame(schema={"opening": pl.String})
+        counts = rows.group_by("opening").len().sort(["len", "opening"], descending=[True, False])
+        top = dict(counts.head(TOP_OPENINGS).iter_rows())
+        rest = rows.height - sum(top.values())
+        return {"label_field": None, "openings": top | ({"(other)": rest} if rest else {}),
+                "openings_of": "first word of each prompt (Chinese: a common opening or the first 2 characters), "
+                               "shown because no label field was given (--label-field)"}
+
+    def _summary(self, valid: pl.DataFrame, labelled: pl.DataFrame, cfg: AuditConfig) -> dict:
         counts = _counts(labelled)
         n = labelled.height
         out = {"label_field": cfg.label_field, "labelled": n, "missing": valid.height - n,
@@ -110,33 +121,34 @@ class BalanceRules(Rule):
         out["shown"] = {k: shown(k) for k in out["classes"] if shown(k) != k}
         return out
 
-    def _missing(self, ds: Dataset, rows: pl.DataFrame, labelled: int, field: str) -> pl.DataFrame:
+    def _missing(self, path: str, rows: pl.DataFrame, labelled: int, field: str) -> pl.DataFrame:
         info = code_info(self, "balance.missing_label")
         if rows.height == 0:
             return findings_frame([])
         if labelled == 0:
             seen = _fields(rows)
             return findings_frame([{
-                "rule": info.code, "severity": info.severity.value, "source": ds.path, "line": None, "record_id": None,
+                "rule": info.code, "severity": info.severity.value, "source": path, "line": None, "record_id": None,
                 "field": field, "detail": f"0 of {rows.height} records",
                 "message": f"no record has a non-empty '{field}' field, so there are no classes to balance. Check "
                            f"--label-field{f' (fields seen: {seen})' if seen else ''}."}])
-        return flag(rows, info, f"record has no '{field}' label (missing, null or empty): it belongs to no class, so "
-                    "balancing and per-class evaluation leave it out. Add its label, or drop the record.", field=field)
+        return flag(rows, info, message("record has no '{}' label (missing, null or empty): it belongs to no class, so "
+                                        "balancing and per-class evaluation leave it out. Add its label, or drop the record.",
+                                        field), field=field)
 
     def _variants(self, labelled: pl.DataFrame, field: str) -> pl.DataFrame:
         variants = _variant_map(labelled)
         rows = labelled.join(variants, on="label")
         return flag(rows, code_info(self, "balance.label_variant"),
-                    pl.format("label '{}' differs from '{}' only by {}: a trainer counts it as a separate class and filters "
+                    message("label '{}' differs from '{}' only by {}: a trainer counts it as a separate class and filters "
                               "on '{}' miss it. Rewrite it as '{}' in the source.", pl.col("shown"), pl.col("target"),
                               pl.col("why"), pl.col("target"), pl.col("target")),
                     field=field, excerpt=pl.col("shown"), detail=pl.format("canonical: {}", pl.col("target")))
 
-    def _distribution(self, ds: Dataset, counts: pl.DataFrame, cfg: AuditConfig) -> list[dict]:
+    def _distribution(self, path: str, counts: pl.DataFrame, cfg: AuditConfig) -> list[dict]:
         field, bal = cfg.label_field, cfg.balance
         n = int(counts["len"].sum())
-        base = {"source": ds.path, "line": None, "record_id": None, "field": field}
+        base = {"source": path, "line": None, "record_id": None, "field": field}
         found = []
         (big, big_n), (_small, small_n) = counts.row(0)[:2], counts.row(-1)[:2]
         if counts.height > 1 and big_n / small_n > bal.max_imbalance_ratio:
@@ -144,7 +156,7 @@ class BalanceRules(Rule):
             found.append(base | {
                 "rule": info.code, "severity": info.severity.value, "excerpt": shown(big),
                 "detail": f"ratio {big_n / small_n:.1f} > {bal.max_imbalance_ratio:g}",
-                "message": _verdict(counts, n, cfg) + f". Rebalance with `datakit balance {ds.path} --by {field} -o "
+                "message": _verdict(counts, n, cfg) + f". Rebalance with `datakit balance {path} --by {field} -o "
                            "balanced.jsonl` (caps the large classes), or add examples of the small ones."})
         info = code_info(self, "balance.class_too_small")
         for label, count in counts.filter(pl.col("len") < bal.min_per_class).select("label", "len").iter_rows():

@@ -13,7 +13,7 @@ import polars as pl
 
 from schemas.config import DiversityConfig
 from schemas.dataset import Dataset
-from schemas.findings import Severity, findings_frame
+from schemas.findings import Severity, empty_findings, findings_frame
 from validators.base import Rule, RuleCode, RuleContext, code_info
 
 W = Severity.warning
@@ -61,7 +61,7 @@ def prompts(ds: Dataset) -> pl.DataFrame:
             .filter(pl.col("request").str.contains(r"[\p{L}\p{N}]")))
 
 
-def distinct_n(texts: pl.Series, budget: int) -> dict:
+def distinct_n(texts: pl.Series, budget: int, step: int | None = None) -> dict:
     """distinct-1 and distinct-2 (unique uni-/bigrams over all of them) of the texts' tokens, on every k-th text
     so that about `budget` tokens are counted whatever the dataset's size: the ratios fall as text grows, so
     only equal-sized samples compare."""
@@ -69,7 +69,7 @@ def distinct_n(texts: pl.Series, budget: int) -> dict:
     total = int(tokens["n"].sum())
     if total == 0:
         return {"distinct_1": None, "distinct_2": None, "sample_tokens": 0}
-    step = max(1, math.ceil(total / budget))
+    step = step or max(1, math.ceil(total / budget))
     sample = tokens.gather_every(step)
     uni = sample.select(pl.col("t").explode().drop_nulls())["t"]
     bi = sample.select(pl.col("t").list.eval(pl.concat_str([pl.element(), pl.element().shift(-1)], separator=" "))
@@ -91,17 +91,29 @@ class DiversityRules(Rule):
                  "max_template_share = 0.05"),
     )
 
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        """Per prompt: how it opens, its fill-in template (and a hash of it), a hash of the request, its token count
+        (distinct-n samples by tokens) and the request itself (read back only for the sample)."""
         cfg = ctx.config.diversity
-        rows = prompts(ds)
-        if rows.height == 0:
-            return findings_frame([])
-        base = {"source": ds.path, "line": None, "record_id": None, "field": "prompt"}
-        found = [self._leading(base, phrase, group, rows.height, cfg) for phrase, group in _openings(rows, cfg)
-                 if group.height >= MIN_GROUP and group.height / rows.height > cfg.max_leading_share]
-        found += [self._template(base, tpl, group, rows.height, cfg) for tpl, group in _templates(rows)
-                  if group.height >= MIN_GROUP and group.height / rows.height > cfg.max_template_share]
-        stats = distinct_n(rows["request"], cfg.distinct_sample_tokens)
+        rows = prompts(batch)
+        return rows.select("id", "line", opening(pl.col("request"), cfg.leading_words, cfg.leading_words).alias("opening"),
+                           template(pl.col("request")).alias("template"), pl.col("request").hash(seed=0).alias("request_hash"),
+                           pl.col("request").str.to_lowercase().str.extract_all(TOKEN).list.len().cast(pl.Int64).alias("tokens"),
+                           "request").with_columns(pl.col("template").hash(seed=0).alias("template_hash"))
+
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
+        cfg = ctx.config.diversity
+        n = state.select(pl.len()).collect(engine="streaming").item() if state is not None else 0
+        if n == 0:
+            return empty_findings(), {"prompts": 0, "leading_words": cfg.leading_words, "leading_phrases": [],
+                                      **distinct_n(pl.Series([], dtype=pl.String), cfg.distinct_sample_tokens), "templates": []}
+        openings, templates = _openings(state), _templates(state)
+        stats = _distinct_sample(state, cfg.distinct_sample_tokens)
+        base = {"source": ctx.path, "line": None, "record_id": None, "field": "prompt"}
+        found = [self._leading(base, group, n, cfg) for group in openings
+                 if group["count"] >= MIN_GROUP and group["count"] / n > cfg.max_leading_share]
+        found += [self._template(base, group, n, cfg) for group in templates
+                  if group["count"] >= MIN_GROUP and group["count"] / n > cfg.max_template_share]
         if stats["sample_tokens"] >= MIN_SAMPLE and stats["distinct_2"] < cfg.min_distinct_2:
             info = code_info(self, "diversity.low_distinct")
             found.append(base | {
@@ -111,63 +123,82 @@ class DiversityRules(Rule):
                            f"(distinct-2 over {stats['sample_tokens']} tokens; varied instruction data scores 0.6-0.85, this "
                            f"rule fires under {cfg.min_distinct_2}). Rewrite prompts in varied words, or add data from other "
                            "sources, before adding more of the same."})
-        return findings_frame(found)
-
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
-        cfg = ctx.config.diversity
-        rows = prompts(ds)
-        n = rows.height
         share = lambda k: round(k / n, 4) if n else 0.0
-        return {
+        summary = {
             "prompts": n,
             "leading_words": cfg.leading_words,
-            "leading_phrases": [{"phrase": p, "count": g.height, "share": share(g.height)} for p, g in _openings(rows, cfg)[:10]],
-            **distinct_n(rows["request"], cfg.distinct_sample_tokens),
-            "templates": [{"template": t, "count": g.height, "share": share(g.height), "example_line": g["line"][0]}
-                          for t, g in _templates(rows)[:5]],
+            "leading_phrases": [{"phrase": g["key"], "count": g["count"], "share": share(g["count"])} for g in openings[:10]],
+            **stats,
+            "templates": [{"template": g["key"], "count": g["count"], "share": share(g["count"]), "example_line": g["lines"][0]}
+                          for g in templates[:5]],
         }
+        return findings_frame(found), summary
 
-    def _leading(self, base: dict, phrase: str, group: pl.DataFrame, total: int, cfg: DiversityConfig) -> dict:
+    def _leading(self, base: dict, group: dict, total: int, cfg: DiversityConfig) -> dict:
         info = code_info(self, "diversity.leading_phrase")
-        share = group.height / total
+        count, phrase = group["count"], group["key"]
         return base | {
-            "rule": info.code, "severity": info.severity.value, "excerpt": phrase, "related_line": group["line"][0],
-            "detail": f"{group.height} of {total} prompts; e.g. lines {_lines(group)}",
-            "message": f"{share:.0%} of prompts ({group.height} of {total}) open with '{phrase}', over the "
+            "rule": info.code, "severity": info.severity.value, "excerpt": phrase, "related_line": group["lines"][0],
+            "detail": f"{count} of {total} prompts; e.g. lines {_lines(group)}",
+            "message": f"{count / total:.0%} of prompts ({count} of {total}) open with '{phrase}', over the "
                        f"{cfg.max_leading_share:.0%} limit: the model learns that phrasing and handles other ways of asking "
                        "worse. Rephrase some of them (questions, commands, context first), or add prompts that open "
                        "differently."}
 
-    def _template(self, base: dict, tpl: str, group: pl.DataFrame, total: int, cfg: DiversityConfig) -> dict:
+    def _template(self, base: dict, group: dict, total: int, cfg: DiversityConfig) -> dict:
         info = code_info(self, "diversity.repeated_template")
-        share = group.height / total
+        count, tpl = group["count"], group["key"]
         return base | {
-            "rule": info.code, "severity": info.severity.value, "excerpt": tpl[:200], "related_line": group["line"][0],
-            "detail": f"{group.height} of {total} prompts; e.g. lines {_lines(group)}",
-            "message": f"{share:.0%} of prompts ({group.height} of {total}) are one template, '{tpl[:80]}' (quoted text, "
+            "rule": info.code, "severity": info.severity.value, "excerpt": tpl[:200], "related_line": group["lines"][0],
+            "detail": f"{count} of {total} prompts; e.g. lines {_lines(group)}",
+            "message": f"{count / total:.0%} of prompts ({count} of {total}) are one template, '{tpl[:80]}' (quoted text, "
                        f"numbers and names masked as ‹q› ‹n› ‹e›), over the {cfg.max_template_share:.0%} limit: the model "
                        "learns the template's wording rather than the task. Vary the wording, or keep fewer of them."}
 
 
-def _openings(rows: pl.DataFrame, cfg: DiversityConfig) -> list[tuple[str, pl.DataFrame]]:
-    """Records per opening phrase, most frequent first."""
-    keyed = rows.with_columns(opening(pl.col("request"), cfg.leading_words, cfg.leading_words).alias("key"))
-    return _groups(keyed.filter(pl.col("key").is_not_null()))
+TOP_GROUPS = 50  # groups (openings, templates) looked at: the largest, by size then key
 
 
-def _templates(rows: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
-    """Records per template that at least two different prompts fill (identical prompts are duplicate.*'s)."""
-    keyed = rows.with_columns(template(pl.col("request")).alias("key"))
-    return [(k, g) for k, g in _groups(keyed) if g["request"].n_unique() > 1]
+def _openings(state: pl.LazyFrame) -> list[dict]:
+    """Prompts per opening phrase (groups of at least two), most frequent first."""
+    return _top_groups(state.filter(pl.col("opening").is_not_null()), "opening")
 
 
-def _groups(keyed: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
-    sizes = keyed.group_by("key").len().filter(pl.col("len") > 1).sort(["len", "key"], descending=[True, False])
-    top = sizes["key"].head(50).to_list()
-    parts = keyed.filter(pl.col("key").is_in(top)).partition_by("key", as_dict=True)
-    return [(k, parts[(k,)].sort("line")) for k in top]
+def _templates(state: pl.LazyFrame) -> list[dict]:
+    """Prompts per template that at least two different prompts fill (identical prompts are duplicate.*'s)."""
+    return [g for g in _top_groups(state, "template") if g["requests"] > 1]
 
 
-def _lines(group: pl.DataFrame) -> str:
-    shown = ", ".join(map(str, group["line"].head(EXAMPLES).to_list()))
-    return shown + (f" (+{group.height - EXAMPLES} more)" if group.height > EXAMPLES else "")
+def _top_groups(state: pl.LazyFrame, key: str) -> list[dict]:
+    """The TOP_GROUPS largest groups of `key` with more than one member (ties by key), each with its key, size, the
+    number of different requests in it and its lines in order. Long keys (templates) are grouped by their hash, and
+    only the candidates' texts are read back."""
+    by = key + "_hash" if key == "template" else key
+    sizes = (state.group_by(by).agg(pl.len().alias("count"), pl.col("request_hash").n_unique().alias("requests"))
+             .filter(pl.col("count") > 1).collect(engine="streaming"))
+    if sizes.height == 0:
+        return []
+    floor = sizes["count"].sort(descending=True)[min(TOP_GROUPS, sizes.height) - 1]
+    candidates = sizes.filter(pl.col("count") >= floor)
+    columns = list(dict.fromkeys([by, key, "line"]))
+    members = (state.filter(pl.col(by).is_in(candidates[by].implode())).select(columns)
+               .collect(engine="streaming").sort("line"))
+    groups = (members.group_by(by, maintain_order=True).agg(*([pl.col(key).first()] if key != by else []), pl.col("line"))
+              .join(candidates, on=by).sort(["count", key], descending=[True, False]).head(TOP_GROUPS))
+    return [{"key": k, "count": c, "requests": r, "lines": lines}
+            for k, c, r, lines in groups.select(key, "count", "requests", "line").iter_rows()]
+
+
+def _distinct_sample(state: pl.LazyFrame, budget: int) -> dict:
+    """distinct-n of every k-th prompt, k chosen from the total token count as `distinct_n` does; only the sampled
+    prompts are read back."""
+    total = state.select(pl.col("tokens").sum()).collect(engine="streaming").item() or 0
+    step = max(1, math.ceil(total / budget)) if total else 1
+    sample = (state.select("request").with_row_index("row").filter(pl.col("row") % step == 0)
+              .collect(engine="streaming")["request"])
+    return distinct_n(sample, budget, step=1)
+
+
+def _lines(group: dict) -> str:
+    shown = ", ".join(map(str, group["lines"][:EXAMPLES]))
+    return shown + (f" (+{group['count'] - EXAMPLES} more)" if group["count"] > EXAMPLES else "")

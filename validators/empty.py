@@ -11,9 +11,9 @@ from typing import ClassVar
 import polars as pl
 
 from schemas.dataset import Dataset
-from schemas.findings import Severity, findings_frame
+from schemas.findings import Severity, empty_findings, findings_frame
 from schemas.records import INSTRUCTION_ALIASES, OUTPUT_ALIASES
-from validators.base import Rule, RuleCode, RuleContext, code_info
+from validators.base import Rule, RuleCode, RuleContext, code_info, sums
 
 E = Severity.error
 
@@ -64,11 +64,11 @@ class EmptyRules(Rule):
                  "and merge its neighbours.", fix="drop"),
     )
 
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
+    def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
         """Vectorised pre-selection of records with a blank text; field attribution only for those."""
         check_instruction = ctx.config.empty.check_instruction
         found: list[dict] = []
-        for row in _candidates(ds).iter_rows(named=True):
+        for row in _candidates(batch).iter_rows(named=True):
             fields = text_fields(row)
             base = {"source": row["source"], "line": row["line"], "record_id": row["id"]}
             if row["format"] == "alpaca":
@@ -86,17 +86,21 @@ class EmptyRules(Rule):
             for name, role, text in fields:
                 if role != "system" and _is_blank(text):
                     found.append(base | self._finding("empty.turn", name,
-                                 f"{role} turn is empty: the conversation has a gap the model learns as a real turn. Fill it, "
-                                 "remove the turn pair, or drop the record (`datakit fix` drops it)."))
+                                 "{} turn is empty: the conversation has a gap the model learns as a real turn. Fill it, "
+                                 "remove the turn pair, or drop the record (`datakit fix` drops it).", role))
         return findings_frame(found)
 
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
-        valid = ds.valid.filter(pl.col("format") != "prompts")
-        return {"records_checked": valid.height, "records_with_a_blank_text": _candidates(ds).height}
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        checked = batch.valid.filter(pl.col("format") != "prompts").height
+        return pl.DataFrame({"records_checked": [checked], "records_with_a_blank_text": [_candidates(batch).height]},
+                            schema={"records_checked": pl.Int64, "records_with_a_blank_text": pl.Int64})
 
-    def _finding(self, code: str, field: str, message: str) -> dict:
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
+        return empty_findings(), sums(state, ["records_checked", "records_with_a_blank_text"])
+
+    def _finding(self, code: str, field: str, template: str, *values: str) -> dict:
         info = code_info(self, code)
-        return {"rule": code, "severity": info.severity.value, "field": field, "message": message}
+        return {"rule": code, "severity": info.severity.value, "field": field, "template": template, "values": list(values)}
 
 
 def _candidates(ds: Dataset) -> pl.DataFrame:

@@ -10,8 +10,8 @@ from typing import ClassVar
 import polars as pl
 
 from schemas.dataset import Dataset
-from schemas.findings import Severity, findings_frame
-from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag
+from schemas.findings import Severity, empty_findings, findings_frame
+from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag, message
 
 E, W, I = Severity.error, Severity.warning, Severity.info
 
@@ -36,18 +36,27 @@ class FormatRules(Rule):
         RuleCode("format.truncated_file", W, "A JSON array that is not closed usually means an interrupted write or download."),
     )
 
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
-        valid = ds.valid
+    def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
+        valid = batch.valid
         return concat_findings([
-            ds.read_findings,
+            batch.read_findings,
             self._no_response(valid),
             self._structure(valid, ctx.config.format.require_assistant_last),
-            self._mixed(valid, ctx.config.format.allow_mixed_formats),
         ])
 
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
-        counts = ds.frame.group_by("format").len().sort("format")
-        return {"formats": dict(counts.iter_rows()), "container": ds.container, "gzip": ds.gzip}
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        return batch.frame.select("id", "line", "valid", "format")
+
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
+        notes = findings_frame([n for source in ctx.sources for n in source.notes])
+        first = ctx.sources[0] if ctx.sources else None
+        summary = {"formats": {}, "container": first.container if first else None, "gzip": first.gzip if first else False}
+        if state is None:
+            return notes, summary
+        counts = state.group_by("valid", "format").len().collect(engine="streaming")
+        summary["formats"] = dict(counts.group_by("format").agg(pl.col("len").sum()).sort("format").iter_rows())
+        mixed = self._mixed(state.filter(pl.col("valid")), counts.filter(pl.col("valid")).drop("valid"), ctx)
+        return concat_findings([notes, mixed]), summary
 
     def _no_response(self, valid: pl.DataFrame) -> pl.DataFrame:
         rows = valid.filter(pl.col("format") == "prompts")
@@ -67,27 +76,29 @@ class FormatRules(Rule):
             if problem is not None:
                 index, text = problem
                 found.append(base | {"rule": alternating.code, "severity": alternating.severity.value,
-                                     "field": f"{field_name[fmt]}[{index}]", "message": text + " Chat templates need "
-                                     "user and assistant turns to alternate; merge the turns or split the record."})
+                                     "field": f"{field_name[fmt]}[{index}]", "template": "{} Chat templates need user and "
+                                     "assistant turns to alternate; merge the turns or split the record.", "values": [text]})
             roles = [m["role"] for m in msgs if m["role"] != "system"]
             if require_assistant_last and roles and roles[-1] != "assistant":
                 found.append(base | {"rule": last.code, "severity": last.severity.value,
                                      "field": f"{field_name[fmt]}[{len(msgs) - 1}]",
-                                     "message": f"conversation ends with a '{roles[-1]}' turn, not the assistant's: "
-                                     "the last turn has no answer to learn. Drop the trailing turn or add the answer."})
+                                     "template": "conversation ends with a '{}' turn, not the assistant's: the last "
+                                     "turn has no answer to learn. Drop the trailing turn or add the answer.",
+                                     "values": [roles[-1]]})
         return findings_frame(found)
 
-    def _mixed(self, valid: pl.DataFrame, allow_mixed: bool) -> pl.DataFrame:
-        counts = valid.group_by("format").len().sort(["len", "format"], descending=[True, False])
-        if allow_mixed or counts.height < 2:
-            return flag(valid.clear(), code_info(self, "format.mixed_formats"), "")
+    def _mixed(self, valid: pl.LazyFrame, counts: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        """Every record not in the file's main format, when the file mixes formats (and that is not allowed)."""
+        counts = counts.sort(["len", "format"], descending=[True, False])
+        if ctx.config.format.allow_mixed_formats or counts.height < 2:
+            return empty_findings()
         main, main_n = counts.row(0)
-        share = round(100 * main_n / valid.height)
-        rows = valid.filter(pl.col("format") != main)
+        share = round(100 * main_n / counts["len"].sum())
+        rows = valid.filter(pl.col("format") != main).with_columns(ctx.source_of().alias("source")).collect(engine="streaming")
         return flag(rows, code_info(self, "format.mixed_formats"),
-                    pl.format("record is {} while {}% of the file is {}: the file mixes formats, which trainers read "
-                              "with one schema. Convert it with `datakit convert --to {}` or split the file.",
-                              pl.col("format"), pl.lit(str(share)), pl.lit(main), pl.lit(main)),
+                    message("record is {} while {}% of the file is {}: the file mixes formats, which trainers read "
+                            "with one schema. Convert it with `datakit convert --to {}` or split the file.",
+                            pl.col("format"), str(share), main, main),
                     field="format")
 
 

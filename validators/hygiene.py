@@ -14,8 +14,8 @@ from typing import ClassVar
 import polars as pl
 
 from schemas.dataset import Dataset
-from schemas.findings import Severity, findings_frame
-from validators.base import Rule, RuleCode, RuleContext, code_info
+from schemas.findings import Severity, empty_findings, findings_frame
+from validators.base import Rule, RuleCode, RuleContext, code_info, sums
 from validators.empty import text_fields
 
 W = Severity.warning
@@ -67,7 +67,7 @@ class HygieneRules(Rule):
                  "as language."),
     )
 
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
+    def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
         cfg = ctx.config.hygiene
         detectors = _detectors(cfg.template_markers, cfg.placeholders)
         text = pl.concat_str([pl.col("prompt").fill_null(""), pl.col("response").fill_null("")], separator="\n")
@@ -76,7 +76,7 @@ class HygieneRules(Rule):
                     "hygiene.mojibake": MOJIBAKE}
         suspects = {code: text.str.contains(p) for code, p in patterns.items()}
         suspects["hygiene.html"] &= ~pl.col("prompt").fill_null("").str.contains(HTML_TOPIC)
-        flagged = ds.valid.with_columns(**{code: expr for code, expr in suspects.items()}).filter(
+        flagged = batch.valid.with_columns(**{code: expr for code, expr in suspects.items()}).filter(
             pl.any_horizontal(list(patterns)))
         found: list[dict] = []
         for row in flagged.iter_rows(named=True):
@@ -87,25 +87,29 @@ class HygieneRules(Rule):
                 for code in codes:
                     hit = detectors[code](value or "", masked)
                     if hit is not None:
-                        message, excerpt, detail = hit
+                        template, values, excerpt, detail = hit
                         info = code_info(self, code)
                         found.append(base | {"rule": code, "severity": info.severity.value, "field": field,
-                                             "message": message, "excerpt": excerpt, "detail": detail})
+                                             "template": template, "values": values, "excerpt": excerpt, "detail": detail})
         return findings_frame(found)
 
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
-        """Records flagged per rule, and how many of them `datakit fix` will actually change (placeholders, U+FFFD and
-        mojibake stay)."""
-        found = self.check(ds, ctx)
-        ids = found["record_id"].unique().to_list()
-        flagged = ds.frame.filter(pl.col("id").is_in(ids))
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        """Per batch: records flagged, how many of them `datakit fix` will actually change (placeholders, U+FFFD and
+        mojibake stay), and records per rule."""
+        ids = found["record_id"].unique()
+        flagged = batch.frame.filter(pl.col("id").is_in(ids.implode()))
         changed = sum(any(self.repair(t or "", ctx) != (t or "") for _, _, t in text_fields(row))
                       for row in flagged.iter_rows(named=True))
-        return {
-            "records_flagged": len(ids),
-            "records_fix_will_repair": changed,
-            "records_by_rule": {c.code: found.filter(pl.col("rule") == c.code)["record_id"].n_unique() for c in self.codes},
-        }
+        per_rule = {c.code: found.filter(pl.col("rule") == c.code)["record_id"].n_unique() for c in self.codes}
+        return pl.DataFrame({"records_flagged": [ids.len()], "records_fix_will_repair": [changed],
+                             **{code: [n] for code, n in per_rule.items()}}).cast(pl.Int64)
+
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
+        codes = [c.code for c in self.codes]
+        totals = sums(state, ["records_flagged", "records_fix_will_repair", *codes])
+        return empty_findings(), {"records_flagged": totals["records_flagged"],
+                                  "records_fix_will_repair": totals["records_fix_will_repair"],
+                                  "records_by_rule": {c: totals[c] for c in codes}}
 
     def repair(self, text: str, ctx: RuleContext) -> str:
         """Controls and zero-width characters removed (CR becomes a newline), tags stripped and entities decoded, template
@@ -121,7 +125,8 @@ class HygieneRules(Rule):
 
 
 def _detectors(markers: list[str], placeholders: list[str]) -> dict[str, Callable[[str, str], tuple | None]]:
-    """Per code: (text, text with code masked) -> (message, excerpt, detail) for the first real occurrence, or None."""
+    """Per code: (text, text with code masked) -> (message template, its values, excerpt, detail) for the first real
+    occurrence, or None."""
     html_re, control_re, moji_re = re.compile(HTML), re.compile(CONTROL), re.compile(MOJIBAKE)
     marker_res = [re.compile(p) for p in markers]
     placeholder_res = [re.compile(p) for p in placeholders]
@@ -131,27 +136,27 @@ def _detectors(markers: list[str], placeholders: list[str]) -> dict[str, Callabl
         if not hits:
             return None
         shown = _listing(m.group() for m in hits)
-        message = (f"HTML markup in the text ({shown}): the model learns to emit tags and entities in plain answers. "
-                   "`datakit fix` strips the tags and decodes the entities (code spans are left alone).")
-        return message, _excerpt(text, hits[0]), shown
+        template = ("HTML markup in the text ({}): the model learns to emit tags and entities in plain answers. "
+                    "`datakit fix` strips the tags and decodes the entities (code spans are left alone).")
+        return template, [shown], _excerpt(text, hits[0]), shown
 
     def control_hit(text: str, _: str) -> tuple | None:
         hits = [m for m in control_re.finditer(text) if not _legitimate_joiner(text, m.start())]
         if not hits:
             return None
         names = _listing(f"U+{ord(m.group()):04X}" for m in hits)
-        message = (f"invisible control or zero-width characters ({names}): they split words into odd tokens and hide from "
-                   "review. `datakit fix` removes them (a carriage return becomes a newline).")
-        return message, _excerpt(text, hits[0]), names
+        template = ("invisible control or zero-width characters ({}): they split words into odd tokens and hide from "
+                    "review. `datakit fix` removes them (a carriage return becomes a newline).")
+        return template, [names], _excerpt(text, hits[0]), names
 
     def replacement_hit(text: str, _: str) -> tuple | None:
         n = text.count(REPLACEMENT)
         if not n:
             return None
         first = re.search(REPLACEMENT, text)
-        message = (f"{n} U+FFFD replacement character(s): the original characters were lost when the text was decoded and "
-                   "cannot be recovered from this file. Re-export the source as UTF-8, or drop the record.")
-        return message, _excerpt(text, first), f"U+FFFD x{n}"
+        template = ("{} U+FFFD replacement character(s): the original characters were lost when the text was decoded and "
+                    "cannot be recovered from this file. Re-export the source as UTF-8, or drop the record.")
+        return template, [str(n)], _excerpt(text, first), f"U+FFFD x{n}"
 
     def template_hit(text: str, masked: str) -> tuple | None:
         marks = [m for r in marker_res for m in r.finditer(masked)]
@@ -167,16 +172,16 @@ def _detectors(markers: list[str], placeholders: list[str]) -> dict[str, Callabl
                          "Fill in the real value (e.g. replace {{name}} with your assistant's name) before training; "
                          "`datakit fix` cannot invent it and leaves them")
         first = min(marks + holes, key=lambda m: m.start())
-        return "; ".join(parts) + ".", _excerpt(text, first), _listing(m.group() for m in sorted(marks + holes, key=lambda m: m.start()))
+        return "{}", ["; ".join(parts) + "."], _excerpt(text, first), _listing(m.group() for m in sorted(marks + holes, key=lambda m: m.start()))
 
     def mojibake_hit(text: str, _: str) -> tuple | None:
         hits = [(m, d) for m in moji_re.finditer(text) if (d := _undo_mojibake(m.group())) is not None]
         if not hits:
             return None
         shown = _listing(f"{m.group()} -> {d}" for m, d in hits)
-        message = (f"mojibake ({shown}): UTF-8 text was decoded as Latin-1/cp1252 somewhere upstream. Re-decode the source "
-                   "(e.g. with ftfy) or drop the record; `datakit fix` does not guess.")
-        return message, _excerpt(text, hits[0][0]), shown
+        template = ("mojibake ({}): UTF-8 text was decoded as Latin-1/cp1252 somewhere upstream. Re-decode the source "
+                    "(e.g. with ftfy) or drop the record; `datakit fix` does not guess.")
+        return template, [shown], _excerpt(text, hits[0][0]), shown
 
     return {"hygiene.html": html_hit, "hygiene.control_chars": control_hit, "hygiene.replacement_char": replacement_hit,
             "hygiene.template_marker": template_hit, "hygiene.mojibake": mojibake_hit}

@@ -26,7 +26,7 @@ import polars as pl
 from schemas.config import LanguageConfig
 from schemas.dataset import Dataset
 from schemas.findings import Severity
-from validators.base import Reused, Rule, RuleCode, RuleContext, code_info, concat_findings, flag
+from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag, message
 
 W = Severity.warning
 CJK_WEIGHT = 4  # a Chinese, Japanese or Korean character carries about as much as 4 letters of an alphabet
@@ -116,17 +116,19 @@ def judged(counts: str, lang: str, cfg: LanguageConfig) -> pl.Expr:
     return pl.when(code.is_not_null() & enough & one_script & prose_first & fits).then(code)
 
 
-def _judge(ds: Dataset, cfg: LanguageConfig) -> pl.DataFrame:
-    """Valid records with their texts and `p` and `r`, the judged prompt and response languages (null: not judged)."""
-    valid = ds.valid
+def _judge(batch: Dataset, cfg: LanguageConfig) -> pl.DataFrame:
+    """Valid records with `p` and `r`, the judged prompt and response languages (null: not judged), and whether each
+    text holds anything but whitespace."""
+    valid = batch.valid
     counts = {}
     for side in ("prompt", "response"):
         texts = valid[side].fill_null("")
         outside = letter_counts(texts.str.replace_all(CODE, " "))
         inside = letter_counts(texts.str.extract_all(CODE).list.join(""))["letters"]  # mostly empty: cheap
         counts[side] = outside.with_columns(all_letters=outside["letters"] + inside).to_struct(side + "_counts")
-    return valid.select("id", "source", "line", "prompt", "response", "prompt_lang", "response_lang").with_columns(
-        *counts.values()).select("id", "source", "line", "prompt", "response",
+    said = lambda c: pl.col(c).fill_null("").str.contains(r"\S")
+    return valid.select("id", "line", "prompt", "response", "prompt_lang", "response_lang").with_columns(
+        *counts.values()).select("id", "line", said("prompt").alias("prompt_said"), said("response").alias("response_said"),
                                  judged("prompt_counts", "prompt_lang", cfg).alias("p"),
                                  judged("response_counts", "response_lang", cfg).alias("r"))
 
@@ -168,40 +170,34 @@ class LanguageRules(Rule):
                  "the wrong language.", "texts under 50 letters or 4 CJK characters are not judged"),
     )
 
-    def __init__(self) -> None:
-        self._judged = Reused()  # `_judge`'s rows: counting letters per script is most of this family's time
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        return _judge(batch, ctx.config.language)
 
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
         cfg = ctx.config.language
-        rows = self._judged.get(ds, ctx, lambda: _judge(ds, cfg))
+        rows = state.collect(engine="streaming") if state is not None else pl.DataFrame(schema=_JUDGED)
         main = main_languages(rows, cfg)
-        off, mismatch = _classify(rows, main)
+        off, mismatch = _classify(rows.with_columns(ctx.source_of().alias("source")), main)
         name_p = pl.col("p").replace_strict(NAMES, default=pl.col("p"), return_dtype=pl.String)
         name_r = pl.col("r").replace_strict(NAMES, default=pl.col("r"), return_dtype=pl.String)
-        return concat_findings([
+        found = concat_findings([
             flag(off, code_info(self, "language.off_language"),
-                 pl.format("{} is in {} ({}) while the dataset is in {}: records in another language teach the model to "
-                           "switch language unprompted. Translate or drop it; if the language belongs, list it in "
-                           "language.expected.", pl.col("side"),
-                           pl.when(pl.col("side") == "response").then(name_r).otherwise(name_p),
-                           pl.when(pl.col("side") == "response").then(pl.col("r")).otherwise(pl.col("p")),
-                           pl.lit(", ".join(name(m) for m in main))),
+                 message("{} is in {} ({}) while the dataset is in {}: records in another language teach the model to "
+                         "switch language unprompted. Translate or drop it; if the language belongs, list it in "
+                         "language.expected.", pl.col("side"),
+                         pl.when(pl.col("side") == "response").then(name_r).otherwise(name_p),
+                         pl.when(pl.col("side") == "response").then(pl.col("r")).otherwise(pl.col("p")),
+                         ", ".join(name(m) for m in main)),
                  field=pl.col("side"),
                  detail=pl.format("prompt {}, response {}", pl.col("p").fill_null("unknown"), pl.col("r").fill_null("unknown"))),
             flag(mismatch, code_info(self, "language.mismatch"),
-                 pl.format("prompt is in {} but the response in {}: the model learns to answer in another language than "
-                           "it is asked in. Expected for translation tasks; otherwise translate the answer or drop the record.",
-                           name_p, name_r),
+                 message("prompt is in {} but the response in {}: the model learns to answer in another language than "
+                         "it is asked in. Expected for translation tasks; otherwise translate the answer or drop the record.",
+                         name_p, name_r),
                  field="response", detail=pl.format("prompt {}, response {}", pl.col("p"), pl.col("r"))),
         ])
-
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
-        cfg = ctx.config.language
-        rows = self._judged.get(ds, ctx, lambda: _judge(ds, cfg))
-        main = main_languages(rows, cfg)
-        off, mismatch = _classify(rows, main)
-        responses, prompts = _counts(rows, "r", "response"), _counts(rows, "p", "prompt")
-        return {
+        responses, prompts = _counts(rows, "r", "response_said"), _counts(rows, "p", "prompt_said")
+        return found, {
             "languages": responses,
             "prompt_languages": prompts,
             "main": main,
@@ -214,9 +210,13 @@ class LanguageRules(Rule):
         }
 
 
-def _counts(rows: pl.DataFrame, lang: str, text: str) -> dict[str, int]:
+_JUDGED = {"id": pl.Int64, "line": pl.Int64, "prompt_said": pl.Boolean, "response_said": pl.Boolean, "p": pl.String,
+           "r": pl.String}
+
+
+def _counts(rows: pl.DataFrame, lang: str, said: str) -> dict[str, int]:
     """Records per judged language, most first: "unknown" where the text was not judged, "(empty)" where there is none."""
-    key = pl.when(pl.col(text).str.contains(r"\S")).then(pl.col(lang).fill_null("unknown")).otherwise(pl.lit("(empty)"))
+    key = pl.when(pl.col(said)).then(pl.col(lang).fill_null("unknown")).otherwise(pl.lit("(empty)"))
     return dict(rows.select(key.alias("k"))["k"].value_counts(sort=True).iter_rows())
 
 

@@ -19,10 +19,9 @@ import polars as pl
 
 from datakit.measure.normal import normalised
 from datakit.measure.parallel import map_batches
-from schemas.config import AuditConfig
 from schemas.dataset import Dataset
 from schemas.findings import Severity, empty_findings, findings_frame
-from validators.base import Reused, Rule, RuleCode, RuleContext, code_info, concat_findings, flag
+from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag, message
 
 E, W = Severity.error, Severity.warning
 
@@ -221,20 +220,24 @@ class LeakageRules(Rule):
                  "paths cannot be verified by users and may leak internal material.", "internal_patterns"),
     )
 
-    def __init__(self) -> None:
-        self._found = Reused()  # contamination found by `check`, read again by `summary`
-
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
-        valid = ds.valid
+    def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
+        valid = batch.valid
         return concat_findings([
-            self._contamination_findings(self._contamination(ds, ctx), valid),
+            self._contamination_findings(_contamination(valid, ctx), valid),
             self._answer_in_prompt(valid, ctx),
             self._internal_reference(valid, ctx),
         ])
 
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        """The contaminated records of the batch: which eval record each matched, under which rule."""
+        return found.filter(pl.col("rule").is_in(list(_EVAL_CODES))).select(
+            pl.col("record_id").alias("id"), "rule", pl.col("related_source").alias("eval_source"),
+            pl.col("related_line").alias("eval_line"))
+
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
         """Per eval file: its records, and how many training records matched it under each rule."""
-        found = self._contamination(ds, ctx)
+        found = state.collect(engine="streaming") if state is not None else pl.DataFrame(
+            schema={"id": pl.Int64, "rule": pl.String, "eval_source": pl.String, "eval_line": pl.Int64})
         files = []
         for other in ctx.against:
             mine = found.filter(pl.col("eval_source") == other.path)
@@ -247,44 +250,23 @@ class LeakageRules(Rule):
                 "by_rule": {r: n for r, n in mine.group_by("rule").len().sort("rule").iter_rows()},
             })
         cfg = ctx.config.leakage
-        return {"against": files, "ngram": cfg.ngram, "cjk_ngram": cfg.cjk_ngram, "near_threshold": cfg.near_threshold}
+        return empty_findings(), {"against": files, "ngram": cfg.ngram, "cjk_ngram": cfg.cjk_ngram,
+                                  "near_threshold": cfg.near_threshold}
 
     # --- train/eval contamination ----------------------------------------------------------------------
-
-    def _contamination(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
-        """One row per contaminated training record: id, rule, field, eval_source, eval_line, detail, excerpt."""
-        return self._found.get(ds, ctx, lambda: self._find_contamination(ds, ctx))
-
-    def _find_contamination(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
-        valid = ds.valid
-        evals = [e for e in ctx.against if e.valid.height]
-        if not evals or not valid.height:
-            found = pl.DataFrame(schema=_MATCH_SCHEMA)
-        else:
-            exact = _exact(valid, evals)
-            near = _near(valid.filter(~pl.col("id").is_in(exact["id"].implode())), evals, ctx.config)
-            done = pl.concat([exact["id"], near["id"]])
-            overlap = _overlap(valid.filter(~pl.col("id").is_in(done.implode())), evals, ctx)
-            found = pl.concat([exact, near, overlap], how="vertical").sort("id")
-        return found
 
     def _contamination_findings(self, found: pl.DataFrame, valid: pl.DataFrame) -> pl.DataFrame:
         if not found.height:
             return empty_findings()
         rows = found.join(valid.select("id", "source", "line"), on="id", how="left")
-        what = {
-            "leakage.eval_exact": "is identical (ignoring case, width and spacing) to",
-            "leakage.eval_near": "is a near copy of",
-            "leakage.eval_overlap": "shares a long run of words with",
-        }
         frames = []
-        for code, verb in what.items():
+        for code, verb in _EVAL_CODES.items():
             mine = rows.filter(pl.col("rule") == code)
             frames.append(flag(
                 mine, code_info(self, code),
-                pl.format("{} {} {} line {} ({}): training on an eval item inflates that benchmark's score. Drop it "
-                          "(`datakit fix --against` does) or evaluate on another set.",
-                          pl.col("field"), pl.lit(verb), pl.col("eval_source"), pl.col("eval_line"), pl.col("detail")),
+                message("{} " + verb + " {} line {} ({}): training on an eval item inflates that benchmark's score. Drop "
+                        "it (`datakit fix --against` does) or evaluate on another set.",
+                        pl.col("field"), pl.col("eval_source"), pl.col("eval_line"), pl.col("detail")),
                 field=pl.col("field"), excerpt=pl.col("excerpt"), detail=pl.col("detail"),
                 related_line=pl.col("eval_line"), related_source=pl.col("eval_source")))
         return concat_findings(frames)
@@ -297,9 +279,9 @@ class LeakageRules(Rule):
         rows = valid.join(shares.filter(pl.col("share") > cfg.answer_in_prompt_share), on="id").sort("id")
         percent = (pl.col("share") * 100).round(0).cast(pl.Int64).cast(pl.String) + "%"
         return flag(rows, code_info(self, "leakage.answer_in_prompt"),
-                    pl.format("{} of the response's {} tokens are copied from the prompt (runs of {}+ tokens): the model "
-                              "learns to copy its input instead of answering. Expected for extraction tasks; otherwise "
-                              "rewrite the answer or drop the record.", percent, pl.col("tokens"), pl.lit(cfg.answer_run)),
+                    message("{} of the response's {} tokens are copied from the prompt (runs of {}+ tokens): the model "
+                            "learns to copy its input instead of answering. Expected for extraction tasks; otherwise "
+                            "rewrite the answer or drop the record.", percent, pl.col("tokens"), str(cfg.answer_run)),
                     field="response", excerpt=pl.col("response"), detail=percent)
 
     # --- references to internal material ---------------------------------------------------------------
@@ -318,9 +300,9 @@ class LeakageRules(Rule):
             found.append({
                 "rule": "leakage.internal_reference", "severity": W.value, "source": source, "line": line,
                 "record_id": rid, "field": "response", "excerpt": text[max(0, start - 40):end + 40],
-                "detail": matched[:100],
-                "message": f"response cites internal material ('{matched[:60]}'): users cannot check it and it may leak "
-                "what was meant to stay inside. Rewrite the answer without it, or drop the record if it is internal data.",
+                "detail": matched[:100], "values": [matched[:60]],
+                "template": "response cites internal material ('{}'): users cannot check it and it may leak what was "
+                "meant to stay inside. Rewrite the answer without it, or drop the record if it is internal data.",
             })
         return findings_frame(found)
 
@@ -332,6 +314,24 @@ def _first_matches(job: tuple[list[str], list[str]]) -> list[tuple[int, int] | N
     """Span of the first pattern that matches each text (patterns tried in order), or None."""
     patterns, texts = [re.compile(p) for p in job[0]], job[1]
     return [next(((m.start(), m.end()) for p in patterns if (m := p.search(t))), None) for t in texts]
+
+
+_EVAL_CODES = {"leakage.eval_exact": "is identical (ignoring case, width and spacing) to",
+               "leakage.eval_near": "is a near copy of",
+               "leakage.eval_overlap": "shares a long run of words with"}
+
+
+def _contamination(valid: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+    """One row per contaminated training record: id, rule, field, eval_source, eval_line, detail, excerpt. The
+    strongest evidence wins: exact, else near, else a shared n-gram."""
+    evals = [e for e in ctx.against if e.valid.height]
+    if not evals or not valid.height:
+        return pl.DataFrame(schema=_MATCH_SCHEMA)
+    exact = _exact(valid, evals)
+    near = _near(valid.filter(~pl.col("id").is_in(exact["id"].implode())), evals, ctx)
+    done = pl.concat([exact["id"], near["id"]])
+    overlap = _overlap(valid.filter(~pl.col("id").is_in(done.implode())), evals, ctx)
+    return pl.concat([exact, near, overlap], how="vertical").sort("id")
 
 
 _MATCH_SCHEMA = {"id": pl.Int64, "rule": pl.String, "field": pl.String, "eval_source": pl.String, "eval_line": pl.Int64,
@@ -364,16 +364,16 @@ def _exact(valid: pl.DataFrame, evals: list[Dataset]) -> pl.DataFrame:
     )
 
 
-def _near(valid: pl.DataFrame, evals: list[Dataset], config: AuditConfig) -> pl.DataFrame:
+def _near(valid: pl.DataFrame, evals: list[Dataset], ctx: RuleContext) -> pl.DataFrame:
     """Training records within near_threshold estimated Jaccard of an eval record: whole records (the `minhash`
     column, prompt + response) and prompts alone, since eval sets of bare questions (MT-Bench) have no answer
     to compare and a reworded eval question is contamination whatever answer follows it. Empty texts are left
     out: all empty texts are alike, and alike in nothing."""
-    from datakit.measure.minhash import near_matches, signatures
+    from datakit.measure.lsh import near_matches
+    from datakit.measure.minhash import signatures
 
+    config = ctx.config
     threshold = config.leakage.near_threshold
-    ev = _eval_rows(evals, "minhash", "prompt", "response")
-    train, ev = (f.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64)) for f in (valid, ev))
     said = (normalised("prompt") != "") | (normalised("response") != "")
     asked = normalised("prompt") != ""
 
@@ -383,14 +383,24 @@ def _near(valid: pl.DataFrame, evals: list[Dataset], config: AuditConfig) -> pl.
     def prompt_sigs(f: pl.DataFrame) -> np.ndarray:
         return signatures(f["prompt"].to_list(), config.near_duplicate)
 
+    def eval_side() -> dict[str, tuple[pl.DataFrame, np.ndarray]]:
+        """Per compared field, the eval rows that have it and their signatures: computed once per audit."""
+        ev = _eval_rows(evals, "minhash", "prompt", "response").with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+        return {field: (e, sigs(e)) for field, keep, sigs in (("record", said, record_sigs), ("prompt", asked, prompt_sigs))
+                if (e := ev.filter(keep)).height}
+
+    prepared = ctx.prepared("leakage.near", eval_side)
+    train = valid.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
     pairs = []
     for field, keep, sigs in (("record", said, record_sigs), ("prompt", asked, prompt_sigs)):
-        q, e = train.filter(keep), ev.filter(keep)
-        if q.height and e.height:
+        q = train.filter(keep)
+        if q.height and field in prepared:
+            e, e_sigs = prepared[field]
             q_rows, e_rows = q["row"].to_list(), e["row"].to_list()
-            pairs += [(q_rows[i], e_rows[j], sim, field) for i, j, sim in near_matches(sigs(q), sigs(e), threshold)]
+            pairs += [(q_rows[i], e_rows[j], sim, field) for i, j, sim in near_matches(sigs(q), e_sigs, threshold)]
     if not pairs:
         return pl.DataFrame(schema=_MATCH_SCHEMA)
+    ev = next(iter(prepared.values()))[0] if len(prepared) == 1 else pl.concat([e for e, _ in prepared.values()]).unique("row")
     matched = pl.DataFrame(pairs, schema={"q": pl.Int64, "e": pl.Int64, "similarity": pl.Float64, "field": pl.String},
                            orient="row")
     best = (matched.join(ev.select(pl.col("row").alias("e"), "source", "line", "eval_order"), on="e")
@@ -408,15 +418,20 @@ def _near(valid: pl.DataFrame, evals: list[Dataset], config: AuditConfig) -> pl.
 def _overlap(valid: pl.DataFrame, evals: list[Dataset], ctx: RuleContext) -> pl.DataFrame:
     """Training prompts and responses sharing an n-gram (or a whole short eval text) with any eval text."""
     cfg = ctx.config.leakage
-    refs: list[tuple[str, int, str]] = []
-    texts: list[tuple[int, str]] = []
-    for e in evals:
-        for source, line, msgs in e.valid.select("source", "line", "messages").iter_rows():
-            for m in msgs:
-                if m["role"] != "system" and m["content"]:
-                    texts.append((len(refs), m["content"]))
-                    refs.append((source, line, "response" if m["role"] == "assistant" else "prompt"))
-    index = NgramIndex(texts, cfg.ngram, cfg.cjk_ngram)
+
+    def eval_index() -> tuple[list[tuple[str, int, str]], NgramIndex]:
+        """Where each eval text came from, and their n-gram index: built once per audit."""
+        refs: list[tuple[str, int, str]] = []
+        texts: list[tuple[int, str]] = []
+        for e in evals:
+            for source, line, msgs in e.valid.select("source", "line", "messages").iter_rows():
+                for m in msgs:
+                    if m["role"] != "system" and m["content"]:
+                        texts.append((len(refs), m["content"]))
+                        refs.append((source, line, "response" if m["role"] == "assistant" else "prompt"))
+        return refs, NgramIndex(texts, cfg.ngram, cfg.cjk_ngram)
+
+    refs, index = ctx.prepared("leakage.ngrams", eval_index)
     rows = []
     for field in ("prompt", "response"):
         ids = valid["id"].to_list()

@@ -12,10 +12,9 @@ from typing import ClassVar
 
 import polars as pl
 
-from datakit.measure.tokens import counter
 from schemas.dataset import Dataset
-from schemas.findings import Severity, findings_frame
-from validators.base import Rule, RuleCode, RuleContext, code_info, flag
+from schemas.findings import Severity, empty_findings, findings_frame
+from validators.base import Rule, RuleCode, RuleContext, code_info, flag, message
 from validators.empty import BLANK, text_fields
 
 E, W = Severity.error, Severity.warning
@@ -34,18 +33,17 @@ class LengthRules(Rule):
                  "in the prompt and numbers are exempt.", "min_response_tokens = 3"),
     )
 
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
+    def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
         cfg = ctx.config.length
-        tokenizer = counter(cfg.tokenizer).name
-        valid = ds.valid
+        tokenizer = ctx.measured.get("tokenizer", "")
+        valid = batch.valid
         too_long = valid.filter(pl.col("tokens") > cfg.max_tokens)
         long_found = flag(
             too_long, code_info(self, "length.too_long"),
-            pl.format("record has {} tokens (prompt {} + response {}, counted with {}), over the limit of {}: trainers "
-                      "truncate it, losing the end of the answer, or drop it. Shorten or split it, raise --max-tokens if "
-                      "your trainer's max length allows, or let `datakit fix` drop it.",
-                      pl.col("tokens"), pl.col("prompt_tokens"), pl.col("response_tokens"), pl.lit(tokenizer),
-                      pl.lit(str(cfg.max_tokens))),
+            message("record has {} tokens (prompt {} + response {}, counted with {}), over the limit of {}: trainers "
+                    "truncate it, losing the end of the answer, or drop it. Shorten or split it, raise --max-tokens if "
+                    "your trainer's max length allows, or let `datakit fix` drop it.",
+                    pl.col("tokens"), pl.col("prompt_tokens"), pl.col("response_tokens"), tokenizer, str(cfg.max_tokens)),
             detail=pl.format("{} tokens > {}", pl.col("tokens"), pl.lit(str(cfg.max_tokens))))
         short = valid.filter((pl.col("format") != "prompts") & (pl.col("response_tokens") < cfg.min_response_tokens)
                              & ~pl.col("response").fill_null("").str.contains(BLANK))
@@ -59,21 +57,29 @@ class LengthRules(Rule):
             found.append({"rule": info.code, "severity": info.severity.value, "source": row["source"], "line": row["line"],
                           "record_id": row["id"], "field": field, "excerpt": answer[:200],
                           "detail": f"{row['response_tokens']} tokens < {cfg.min_response_tokens}",
-                          "message": f"answer has only {row['response_tokens']} token(s) ({tokenizer}), under the minimum "
-                                     f"of {cfg.min_response_tokens}: answers this short are rarely complete, and the model "
-                                     "learns to be curt. Check that it was not cut off; expand it if the prompt asks for more."})
+                          "template": "answer has only {} token(s) ({}), under the minimum of {}: answers this short are "
+                                      "rarely complete, and the model learns to be curt. Check that it was not cut off; "
+                                      "expand it if the prompt asks for more.",
+                          "values": [str(row["response_tokens"]), tokenizer, str(cfg.min_response_tokens)]})
         return pl.concat([long_found, findings_frame(found)])
 
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        valid = batch.valid
+        return valid.select((pl.col("tokens") > ctx.config.length.max_tokens).sum().cast(pl.Int64).alias("over"),
+                            pl.col("tokens").max().cast(pl.Int64).alias("longest"),
+                            pl.col("tokens").sum().cast(pl.Int64).alias("total"))
+
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
         cfg = ctx.config.length
-        valid = ds.valid
-        return {
-            "tokenizer": counter(cfg.tokenizer).name,
+        tallies = state.select(pl.col("over").sum(), pl.col("longest").max(), pl.col("total").sum()).collect(
+            engine="streaming") if state is not None else None
+        return empty_findings(), {
+            "tokenizer": ctx.measured.get("tokenizer", ""),
             "max_tokens": cfg.max_tokens,
             "min_response_tokens": cfg.min_response_tokens,
-            "records_over_max_tokens": valid.filter(pl.col("tokens") > cfg.max_tokens).height,
-            "longest_record_tokens": valid["tokens"].max(),
-            "tokens_total": valid["tokens"].sum(),
+            "records_over_max_tokens": int(tallies["over"][0] or 0) if tallies is not None else 0,
+            "longest_record_tokens": tallies["longest"][0] if tallies is not None else None,
+            "tokens_total": int(tallies["total"][0] or 0) if tallies is not None else 0,
         }
 
 

@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 import polars as pl
 
 from schemas.dataset import Dataset
-from schemas.findings import Severity, findings_frame
+from schemas.findings import Severity, empty_findings, findings_frame
 from validators.base import Rule, RuleCode, RuleContext
 
 E, W = Severity.error, Severity.warning
@@ -340,12 +340,12 @@ class PiiRules(Rule):
                  "pii.action = redact", fix="repair"),
     )
 
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
+    def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
         action = ctx.config.pii.action
         found: list[dict] = []
         for field in ("prompt", "response"):
             text = pl.col(field).fill_null("")
-            hinted = ds.valid.select("id", "source", "line", text, *(text.str.contains(d.hint).alias(f"hint{i}")
+            hinted = batch.valid.select("id", "source", "line", text, *(text.str.contains(d.hint).alias(f"hint{i}")
                                                                          for i, d in enumerate(DETECTORS)))
             rows = hinted.filter(pl.any_horizontal(pl.col("^hint\\d+$")))
             for rid, source, line, value, *hints in rows.iter_rows():
@@ -368,12 +368,13 @@ class PiiRules(Rule):
         detail = f"{n} match{'es' if n > 1 else ''}" + (f"; provider: {', '.join(labels)}" if labels else "")
         severity = next(c.severity for c in self.codes if c.code == code)
         return {"rule": code, "severity": severity.value, "field": field, "excerpt": shown, "detail": detail,
-                "message": f"{field} holds {what}{f' ({n} in all)' if n > 1 else ''}: {why}. {todo}."}
+                "template": "{} holds " + what + "{}: " + why + ". " + todo + ".",
+                "values": [field, f" ({n} in all)" if n > 1 else ""]}
 
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
         """What `datakit fix` will do with what this family found (the counts are in the rule results)."""
         action = ctx.config.pii.action
-        return {"action": action, "placeholders": PLACEHOLDERS if action == "redact" else {}}
+        return empty_findings(), {"action": action, "placeholders": PLACEHOLDERS if action == "redact" else {}}
 
     def repair(self, text: str, ctx: RuleContext) -> str:
         return redact(text)

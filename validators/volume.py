@@ -40,12 +40,21 @@ class VolumeRules(Rule):
                  "balance.min_per_class = 10"),
     )
 
-    def check(self, ds: Dataset, ctx: RuleContext) -> pl.DataFrame:
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        """Trainable records per label value (null: no label) in the batch."""
+        return _trainable(batch).group_by("label").len().with_columns(pl.col("len").cast(pl.Int64))
+
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
+        counts = (state.group_by("label").agg(pl.col("len").sum()).collect(engine="streaming") if state is not None
+                  else pl.DataFrame(schema={"label": pl.String, "len": pl.Int64}))
+        return self._findings(counts, ctx), self._summary(counts, ctx)
+
+    def _findings(self, counts: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
         cfg = ctx.config
         task = cfg.volume.task_type
-        n = _trainable(ds).height
+        n = int(counts["len"].sum())
         found: list[dict] = []
-        base = {"source": ds.path, "line": None, "record_id": None}
+        base = {"source": ctx.path, "line": None, "record_id": None}
         minimum = TASK_MINIMUMS[task][0] if task else GENERAL_MINIMUM
         if n < minimum:
             info = code_info(self, "volume.too_few")
@@ -60,7 +69,7 @@ class VolumeRules(Rule):
         if cfg.label_field:
             info = code_info(self, "volume.class_too_small")
             least = cfg.balance.min_per_class
-            for label, count in _class_counts(ds).filter(pl.col("len") < least).iter_rows():
+            for label, count in _class_counts(counts).filter(pl.col("len") < least).iter_rows():
                 found.append(base | {"rule": info.code, "severity": info.severity.value, "field": cfg.label_field,
                                      "excerpt": label, "detail": f"{count} < {least}", "message":
                                      f"class '{label}' of {cfg.label_field} has {count} record(s), under the per-class minimum "
@@ -68,29 +77,28 @@ class VolumeRules(Rule):
                                      "merge it into a related class."})
         return findings_frame(found)
 
-    def summary(self, ds: Dataset, ctx: RuleContext) -> dict:
+    def _summary(self, counts: pl.DataFrame, ctx: RuleContext) -> dict:
         cfg = ctx.config
         task = cfg.volume.task_type
         out = {
-            "trainable_records": _trainable(ds).height,
+            "trainable_records": int(counts["len"].sum()),
             "task_type": task,
             "minimum": TASK_MINIMUMS[task][0] if task else GENERAL_MINIMUM,
             "recommended": _range(task) if task else TABLE,
             "table": {t: _range(t) for t in TASK_MINIMUMS},
         }
         if cfg.label_field:
-            counts = _class_counts(ds)
+            counts = _class_counts(counts)
             out |= {"min_per_class": cfg.balance.min_per_class, "classes": dict(counts.iter_rows()),
                     "classes_below_minimum": counts.filter(pl.col("len") < cfg.balance.min_per_class)["label"].to_list()}
         return out
 
 
-def _trainable(ds: Dataset) -> pl.DataFrame:
+def _trainable(batch: Dataset) -> pl.DataFrame:
     """Readable records that carry an answer (question-only `prompts` records teach nothing)."""
-    return ds.valid.filter(pl.col("format") != "prompts")
+    return batch.valid.filter(pl.col("format") != "prompts")
 
 
-def _class_counts(ds: Dataset) -> pl.DataFrame:
+def _class_counts(counts: pl.DataFrame) -> pl.DataFrame:
     """Records per label value, most frequent first; records without a label are left to balance.*."""
-    return (_trainable(ds).filter(pl.col("label").is_not_null()).group_by("label").len()
-            .sort(["len", "label"], descending=[True, False]))
+    return counts.filter(pl.col("label").is_not_null()).sort(["len", "label"], descending=[True, False])

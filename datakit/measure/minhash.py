@@ -15,14 +15,12 @@ Shingles (what two texts are compared on), after NFKC, lower case and whitespace
 - a text shorter than n units is one shingle: all of it.
 "Mostly" is: at least half of its word-level tokens are CJK characters.
 
-Public API reused by split and leakage: `signatures`, `near_duplicate_clusters`, `near_matches`,
-`lsh_params`, and the measurements `add_minhash` ("minhash") and `add_near_duplicates` ("near_dup").
+Public API: `signatures` (leakage compares prompts with it) and the measurement `add_minhash` ("minhash");
+banding and clustering are `datakit.measure.lsh`'s.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,13 +49,8 @@ _DIGEST = methodcaller("digest")
 
 # Code points tokenised per batch: bounds the working memory (about 75 bytes per code point, per worker).
 BATCH_CODE_POINTS = 4_000_000
-# A band bucket of m rows yields at most m * BUCKET_WINDOW candidate pairs (each row with its next
-# BUCKET_WINDOW rows in the bucket), so a bucket of thousands of copies cannot explode into
-# millions of pairs; its rows are still joined into one cluster through chains of neighbours.
-BUCKET_WINDOW = 64
 # Shingle hashes remembered across batches (about 40 bytes each).
 CACHE_ENTRIES = 8_000_000
-_PAIR_CHUNK = 65_536
 
 
 @lru_cache(maxsize=1)
@@ -230,7 +223,7 @@ class _HashCache:
         self.keys = keys[first] if self.keys is None else np.concatenate([self.keys, keys[first]])
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finalizer: spreads small integers (token ids) over 64 bits."""
     x = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -256,8 +249,8 @@ def _distinct(sh: _Shingles, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     """
     width = int(sh.length.max()) if sh.length.size else 0
     cols = [_window(ids, sh.start, sh.length, k) for k in range(width)]
-    mixed = _mix64(np.arange(int(ids.max()) + 2 if ids.size else 1))  # per token id + 1; slot 0 is "past the end"
-    fp = _mix64(sh.length * 2 + sh.cjk)
+    mixed = mix64(np.arange(int(ids.max()) + 2 if ids.size else 1))  # per token id + 1; slot 0 is "past the end"
+    fp = mix64(sh.length * 2 + sh.cjk)
     mult = np.uint64(0x100000001B3)
     for col in cols:
         fp *= mult
@@ -394,8 +387,6 @@ def signatures_and_modes(texts: Sequence[str | None], cfg: NearDuplicateConfig) 
     """
     norm = normalise_texts(texts)
     ranges = list(_batches([len(t) for t in norm]))
-    if len(ranges) > 1:  # clustering comes next: load scipy.sparse (~0.4 s) while this thread waits on the workers
-        threading.Thread(target=importlib.import_module, args=("scipy.sparse.csgraph",), daemon=True).start()
     sigs = np.empty((len(norm), cfg.num_perm), dtype=np.uint64)
     cjk = np.zeros(len(norm), dtype=bool)
     jobs = ((norm[lo:hi], cfg) for lo, hi in ranges)
@@ -408,173 +399,6 @@ def signatures(texts: Sequence[str | None], cfg: NearDuplicateConfig) -> np.ndar
     """MinHash signature of each text (len(texts) x num_perm, uint64), equal to datasketch.MinHash's hashvalues
     (`MinHash(num_perm, seed, scheme=cfg.scheme)` updated once per shingle's UTF-8 bytes)."""
     return signatures_and_modes(texts, cfg)[0]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# LSH banding and clustering
-
-
-# datasketch's choice for the default settings, so a default audit does not pay ~0.5 s to import datasketch
-# (and scipy.integrate) for it; tests/test_near_duplicate.py checks it against datasketch.
-DEFAULT_LSH_PARAMS = {(0.8, 128): (9, 13)}
-
-
-@lru_cache(maxsize=16)
-def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows per band) that datasketch's MinHashLSH picks for this threshold (equal false-positive and
-    false-negative weights)."""
-    if (threshold, num_perm) in DEFAULT_LSH_PARAMS:
-        return DEFAULT_LSH_PARAMS[(threshold, num_perm)]
-    from datasketch.lsh import _optimal_param
-
-    return _optimal_param(threshold, num_perm, 0.5, 0.5)
-
-
-def _band_buckets(sigs: np.ndarray, bands: int, rows: int) -> Iterator[np.ndarray]:
-    """Per band, an exact bucket id per row: rows share a bucket iff their `rows` band values are all equal."""
-    for i in range(bands):
-        part = np.ascontiguousarray(sigs[:, i * rows:(i + 1) * rows])
-        arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(part.shape[1] * part.itemsize), part.shape[0],
-                                                   [None, pa.py_buffer(part)])
-        yield _indices(arr)
-
-
-def _bucket_pairs(bucket: np.ndarray, side: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Row pairs (i < j) sharing a bucket, each row paired with its next BUCKET_WINDOW rows there.
-
-    With `side` (0 = query, 1 = index), only pairs across sides, returned as (query row, index row).
-    """
-    order = np.lexsort((np.arange(bucket.size), bucket))
-    sb = bucket[order]
-    left, right = [], []
-    for d in range(1, BUCKET_WINDOW + 1):
-        if d >= sb.size:
-            break
-        same = sb[:-d] == sb[d:]
-        if not same.any():
-            break
-        i, j = order[:-d][same], order[d:][same]
-        if side is not None:
-            cross = side[i] != side[j]
-            i, j = i[cross], j[cross]
-            i, j = np.where(side[i] == 0, i, j), np.where(side[i] == 0, j, i)
-        left.append(i)
-        right.append(j)
-    if not left:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(left).astype(np.int64), np.concatenate(right).astype(np.int64)
-
-
-def _similarity(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Estimated Jaccard of rows a[i] and b[j] (datasketch's `MinHash.jaccard`: share of equal hash values)."""
-    out = np.empty(i.size, dtype=np.float64)
-    for lo in range(0, i.size, _PAIR_CHUNK):
-        hi = lo + _PAIR_CHUNK
-        out[lo:hi] = np.count_nonzero(a[i[lo:hi]] == b[j[lo:hi]], axis=1) / a.shape[1]
-    return out
-
-
-def _candidates(sigs: np.ndarray, threshold: float, side: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct candidate pairs from LSH bands with datasketch's (b, r) for this threshold."""
-    bands, rows = lsh_params(threshold, sigs.shape[1])
-    n = sigs.shape[0]
-    keys = [i * n + j for i, j in (_bucket_pairs(b, side) for b in _band_buckets(sigs, bands, rows))]
-    if not keys:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    pairs = np.unique(np.concatenate(keys))
-    return pairs // n, pairs % n
-
-
-def verified_pairs(sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, similarity) for every LSH candidate pair i < j whose estimated Jaccard is at least `threshold`."""
-    i, j = _candidates(sigs, threshold)
-    sim = _similarity(sigs, sigs, i, j)
-    keep = sim >= threshold
-    return i[keep], j[keep], sim[keep]
-
-
-@dataclass(frozen=True)
-class Clusters:
-    """Near-duplicate clusters: connected components of verified candidate pairs, one kept row per cluster.
-
-    Per row: `cluster` (0.. in order of each cluster's first row; -1 for a row with no near-duplicate),
-    `kept` (the cluster's representative row, -1 outside clusters), `similarity` (estimated Jaccard to
-    the kept row; NaN outside), `match` and `match_similarity` (its most similar verified neighbour:
-    the link that put it in the cluster, which differs from `kept` when it joined through a chain).
-    Per cluster: `representative` (the kept row) and `sizes`.
-    """
-
-    cluster: np.ndarray
-    kept: np.ndarray
-    similarity: np.ndarray
-    match: np.ndarray
-    match_similarity: np.ndarray
-    representative: np.ndarray
-    sizes: np.ndarray
-
-    def groups(self) -> np.ndarray:
-        """A group id for every row (its cluster, or a group of its own): what a split must keep together."""
-        solo = self.cluster < 0
-        out = self.cluster.copy()
-        out[solo] = self.representative.size + np.arange(int(solo.sum()))
-        return out
-
-
-def components(n: int, i: np.ndarray, j: np.ndarray) -> tuple[int, np.ndarray]:
-    """Connected components of the undirected graph on rows 0..n-1 with edges (i[k], j[k]): their number, and a
-    component label per row (scipy's, no all-pairs matrix)."""
-    from scipy.sparse import coo_matrix  # imported here: scipy.sparse costs every CLI command ~0.4 s to import
-    from scipy.sparse.csgraph import connected_components
-
-    return connected_components(coo_matrix((np.ones(i.size, dtype=np.int8), (i, j)), shape=(n, n)), directed=False)
-
-
-def near_duplicate_clusters(sigs: np.ndarray, threshold: float, prefer: np.ndarray | None = None) -> Clusters:
-    """Cluster rows whose signatures are near-duplicates (estimated Jaccard >= threshold, via LSH candidates).
-
-    `prefer` is a per-row sort key: the row with the smallest key in a cluster is kept (ties: the
-    earliest row); by default the earliest row is kept. No all-pairs matrix is ever built.
-    """
-    n = sigs.shape[0]
-    i, j, sim = verified_pairs(sigs, threshold)
-    comps, comp = components(n, i, j)
-    rows = np.flatnonzero(np.bincount(comp, minlength=comps)[comp] > 1)
-    # cluster ids in order of each cluster's first row (rows are ascending, so first sight is first row)
-    comp_ids, first_pos = np.unique(comp[rows], return_index=True)
-    renum = np.full(comps, -1, dtype=np.int64)
-    renum[comp_ids[np.argsort(first_pos)]] = np.arange(comp_ids.size)
-    cluster = np.full(n, -1, dtype=np.int64)
-    cluster[rows] = renum[comp[rows]]
-    key = np.zeros(n) if prefer is None else np.asarray(prefer, dtype=np.float64)
-    ranked = rows[np.lexsort((rows, key[rows], cluster[rows]))]
-    representative = ranked[np.r_[True, cluster[ranked][1:] != cluster[ranked][:-1]]] if rows.size else rows
-    kept = np.full(n, -1, dtype=np.int64)
-    kept[rows] = representative[cluster[rows]]
-    similarity = np.full(n, np.nan)
-    similarity[rows] = _similarity(sigs, sigs, rows, kept[rows])
-    match = np.full(n, -1, dtype=np.int64)
-    match_similarity = np.full(n, np.nan)
-    a, b, s = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([sim, sim])
-    best = np.lexsort((b, -s, a))
-    head = best[np.r_[True, a[best][1:] != a[best][:-1]]] if best.size else best
-    match[a[head]], match_similarity[a[head]] = b[head], s[head]
-    return Clusters(cluster, kept, similarity, match, match_similarity, representative,
-                    np.bincount(cluster[rows], minlength=representative.size))
-
-
-def near_matches(query_sigs: np.ndarray, index_sigs: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
-    """(query row, index row, estimated Jaccard) for every cross-set pair at or above `threshold` (e.g. train vs
-    eval), found through LSH bands over both sets; sorted by query row, then index row."""
-    if query_sigs.shape[0] == 0 or index_sigs.shape[0] == 0:
-        return []
-    both = np.concatenate([query_sigs, index_sigs])
-    side = np.repeat(np.array([0, 1], dtype=np.int8), [query_sigs.shape[0], index_sigs.shape[0]])
-    q, x = _candidates(both, threshold, side)
-    x -= query_sigs.shape[0]
-    sim = _similarity(query_sigs, index_sigs, q, x)
-    keep = sim >= threshold
-    order = np.lexsort((x[keep], q[keep]))
-    return list(zip(q[keep][order].tolist(), x[keep][order].tolist(), sim[keep][order].tolist()))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -601,30 +425,3 @@ def add_minhash(ds: Dataset, config: AuditConfig) -> None:
         pl.when(pl.col("valid")).then(pl.Series(full_cjk)).alias("minhash_cjk"),
     )
 
-
-def add_near_duplicates(ds: Dataset, config: AuditConfig) -> None:
-    """Adds the near-duplicate cluster of each valid row (null outside clusters):
-
-    `near_dup_cluster`, `near_dup_kept` (id of the row kept: the longest response in the cluster, then
-    the earliest line), `near_dup_similarity` (to the kept row), `near_dup_match` (id of its most
-    similar verified neighbour) and `near_dup_match_similarity`.
-    """
-    from datakit.measure import ensure
-
-    ensure(ds, ["minhash"], config)
-    valid = ds.frame.filter(pl.col("valid"))
-    sigs = valid["minhash"].to_numpy().reshape(valid.height, config.near_duplicate.num_perm)
-    prefer = -valid["response"].fill_null("").str.len_chars().to_numpy().astype(np.float64)
-    found = near_duplicate_clusters(sigs, config.near_duplicate.threshold, prefer)
-    ids = valid["id"].to_numpy()
-    as_id = lambda rows: np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
-    columns = pl.DataFrame({
-        "id": ids,
-        "near_dup_cluster": found.cluster,
-        "near_dup_kept": as_id(found.kept),
-        "near_dup_similarity": found.similarity,
-        "near_dup_match": as_id(found.match),
-        "near_dup_match_similarity": found.match_similarity,
-    }).select("id", *(pl.when(pl.col("near_dup_cluster") >= 0).then(pl.col(c)).alias(c) for c in (
-        "near_dup_cluster", "near_dup_kept", "near_dup_similarity", "near_dup_match", "near_dup_match_similarity")))
-    ds.frame = ds.frame.join(columns, on="id", how="left", maintain_order="left")

@@ -1,0 +1,54 @@
+"""A temporary folder for what an audit keeps between batches: Parquet parts per name, removed when the audit ends.
+
+Per-batch findings and each rule family's state go to disk as they are made, so memory holds one batch at a time;
+the end of the audit reads them back as lazy frames (`scan`), which polars streams.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Self
+
+import polars as pl
+
+
+class Spill:
+    def __init__(self, parent: str | Path | None = None):
+        self.dir = Path(tempfile.mkdtemp(prefix="datakit-", dir=parent))
+        self._parts: dict[str, int] = {}
+        self._schemas: dict[str, pl.Schema] = {}
+        self.rows: dict[str, int] = {}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def add(self, name: str, frame: pl.DataFrame) -> None:
+        """Append a part to `name`; parts after the first are cast to the first's schema, so they scan as one."""
+        if name not in self._schemas:
+            self._schemas[name] = frame.schema
+            (self.dir / name).mkdir()
+        elif frame.schema != self._schemas[name]:
+            frame = frame.cast(dict(self._schemas[name]))
+        if frame.height == 0 and self._parts.get(name):
+            return
+        k = self._parts.get(name, 0)
+        frame.write_parquet(self.dir / name / f"part-{k:06d}.parquet", compression="lz4", statistics=False)
+        self._parts[name] = k + 1
+        self.rows[name] = self.rows.get(name, 0) + frame.height
+
+    def has(self, name: str) -> bool:
+        return name in self._parts
+
+    def scan(self, name: str) -> pl.LazyFrame | None:
+        """Every part of `name` in the order added, as one lazy frame; None when nothing was added."""
+        if name not in self._parts:
+            return None
+        files = [str(self.dir / name / f"part-{k:06d}.parquet") for k in range(self._parts[name])]
+        return pl.scan_parquet(files)
