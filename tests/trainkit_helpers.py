@@ -61,6 +61,11 @@ def build_model(out: Path, chat_template: bool = True, layers: int = 2) -> Path:
     return out
 
 
+def alpaca_sample(n: int) -> list[dict]:
+    """The first n records of the bundled English Alpaca sample: real instructions of mixed lengths, for packing."""
+    return json.loads((EXAMPLES / "alpaca_en_sample.json").read_text(encoding="utf-8"))[:n]
+
+
 def identity_records(n: int) -> list[dict]:
     """Short real records (LLaMA-Factory's identity set): quick to train on, and the model can learn them."""
     return json.loads((EXAMPLES / "identity.json").read_text(encoding="utf-8"))[:n]
@@ -69,3 +74,47 @@ def identity_records(n: int) -> list[dict]:
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def fsdp2_gradients_match(model_dir: Path) -> bool:
+    """On each process torchrun started: trainkit's loss on packed rows gives the same gradients on the model
+    sharded by accelerate's FSDP2 wrapping as on the whole model. accelerate shards only on GPUs, so its wrapping
+    function is called directly, with the few accelerator attributes it reads."""
+    from types import SimpleNamespace
+
+    import torch
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+    from transformers import AutoModelForCausalLM
+
+    from trainkit.loss import loss_sum
+    from trainkit.packing import RowCollator
+    from trainkit.tokenize import IGNORE, Example
+
+    torch.distributed.init_process_group("gloo")
+    ids = torch.randint(5, 900, (80,), generator=torch.Generator().manual_seed(1)).tolist()
+
+    def record(tokens: list[int], prompt: int) -> Example:
+        return Example(tokens, [IGNORE] * prompt + tokens[prompt:], line=1)
+
+    rows = [[record(ids[0:25], 5), record(ids[25:40], 3)], [record(ids[40:65], 5), record(ids[65:80], 3)]]  # packed
+    batch = RowCollator(pad_id=0)(rows)
+    whole = AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="sdpa")
+    loss_sum(whole, batch, attn_implementation="sdpa", direct_head=True).backward()
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin), torch_device_mesh=None, parallelism_config=None,
+                                  mixed_precision="no", device=torch.device("cpu"))
+    sharded = fsdp2_prepare_model(accelerator, AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="sdpa"))
+    loss_sum(sharded, batch, attn_implementation="sdpa", direct_head=True).backward()
+    grads = dict(whole.named_parameters())
+    match = all(torch.allclose(p.grad.full_tensor(), grads[name].grad, atol=1e-5) for name, p in sharded.named_parameters())
+    torch.distributed.destroy_process_group()
+    return match
+
+
+if __name__ == "__main__":  # torchrun ... -m tests.trainkit_helpers MODEL_DIR
+    import sys
+
+    if not fsdp2_gradients_match(Path(sys.argv[1])):
+        sys.exit("FSDP2 gradients differ from the unsharded model's")
+    print("FSDP2 gradients match")

@@ -45,18 +45,22 @@ def plan(
     template: Annotated[str, typer.Option(help="auto | chat | alpaca_en | alpaca_zh")] = "auto",
     targets: Annotated[str, typer.Option(help="LoRA targets: all (every linear projection) | minimal (q/v).")] = "all",
     label_field: Annotated[str | None, typer.Option(help="Record field holding the class label.")] = None,
+    processes: Annotated[int, typer.Option(min=1, help="GPUs the run will be launched on (accelerate launch / torchrun "
+                                                       "processes); each takes its own micro-batches.")] = 1,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the plan as JSON here.")] = None,
 ) -> None:
     """Print the training plan for DATA on MODEL: every hyper-parameter with the rule it came from."""
     from datakit.io.atomic import write_text
     from trainkit.plan import plan as make
 
-    p = make(data, model, gpu_mem, method, template=template, label_field=label_field, targets=targets)
+    p = make(data, model, gpu_mem, method, template=template, label_field=label_field, targets=targets, processes=processes)
     out.print(f"[bold]{p.data}[/]: {p.records} records to train on, token lengths p50 {p.token_lengths.p50} / p99 "
               f"{p.token_lengths.p99} / max {p.token_lengths.max}; model {p.model.model_type}, {p.model.size} parameters; "
               f"device {p.device}{f' ({p.gpu_mem_gib:g} GiB)' if p.gpu_mem_gib else ''}", highlight=False)
     out.print(_plan_table(p))
-    out.print(f"{p.total_steps} optimizer steps ({p.steps_per_epoch} per epoch)")
+    on = f" x {p.processes} processes" if p.processes > 1 else ""
+    out.print(f"{p.total_steps} optimizer steps ({p.steps_per_epoch} per epoch) of {p.micro_batch.value} row(s) x "
+              f"{p.grad_accum.value} accumulation{on}", highlight=False)
     for line, why in p.skipped[:10]:
         out.print(f"[yellow]skipped[/] line {line}: {why}", highlight=False)
     for w in p.warnings:
@@ -83,6 +87,8 @@ def train(
     gradient_checkpointing: Annotated[bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")] = None,
     targets: Annotated[str | None, typer.Option(help="LoRA targets: all | minimal (q/v).")] = None,
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank (alpha is twice it).")] = None,
+    lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout (default 0.05; 0 makes runs with the same global "
+                                                             "batch match however they are split over processes).")] = None,
     template: Annotated[str | None, typer.Option(help="auto | chat | alpaca_en | alpaca_zh")] = None,
     trainable_layers: Annotated[int | None, typer.Option(help="--method freeze: train the last N decoder layers.")] = None,
     layer_lr_decay: Annotated[float | None, typer.Option(help="--method freeze: lr x this per layer further down.")] = None,
@@ -102,13 +108,14 @@ def train(
 
     from datakit.config import ConfigError
     from trainkit.config import configurable, merged_options
+    from trainkit.distributed import process_state
     from trainkit.train import train as run
 
     flags = {"data": data, "model": model, "output": output, "method": method, "eval_data": eval_data, "max_steps": max_steps,
              "epochs": epochs, "learning_rate": lr, "max_length": max_length, "effective_batch": effective_batch,
              "micro_batch": micro_batch, "packing": packing, "gradient_checkpointing": gradient_checkpointing,
-             "targets": targets, "lora_r": lora_r, "template": template, "trainable_layers": trainable_layers,
-             "layer_lr_decay": layer_lr_decay, "label_field": label_field, "class_weights": class_weights,
+             "targets": targets, "lora_r": lora_r, "lora_dropout": lora_dropout, "template": template,
+             "trainable_layers": trainable_layers, "layer_lr_decay": layer_lr_decay, "label_field": label_field, "class_weights": class_weights,
              "audit_config": audit_config, "allow_findings": allow_findings, "resume": resume, "save_steps": save_steps,
              "keep_checkpoints": keep_checkpoints, "attention": attention, "seed": seed, "gpu_mem_gib": gpu_mem}
     options = merged_options(config, flags, configurable(run))
@@ -121,9 +128,14 @@ def train(
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
         raise ConfigError(f"invalid option value(s): {problems}.") from None
+    state = process_state()
+    if not state.is_main_process:  # under a launcher the main process tells the user
+        raise typer.Exit(130 if result.interrupted else 0)
     if result.interrupted:
+        again = f"trainkit train {options['data']} --model {options['model']} --output {result.run_dir} --resume"
+        how = f"`{again}`" if state.num_processes == 1 else f"the same launch command ({state.num_processes} processes) and `{again}`"
         err.print(f"[yellow]interrupted[/] at step {result.steps}: checkpoint saved in {result.run_dir}/checkpoints; continue with "
-                  f"`trainkit train {options['data']} --model {options['model']} --output {result.run_dir} --resume`", highlight=False)
+                  f"{how}", highlight=False)
         raise typer.Exit(130)
     out.print(f"trained {result.steps} steps; train loss {result.train_loss:.4f}"
               + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""), highlight=False)

@@ -43,14 +43,16 @@ def refusal(report: AuditReport, data: str | Path, audit_file: Path) -> str:
 
 
 def audit_gate(data: str | Path, run_dir: Path, *, audit_config: str | Path | None = None, label_field: str | None = None,
-               eval_data: str | Path | None = None, allow_findings: bool = False) -> AuditRun:
+               eval_data: str | Path | None = None, allow_findings: bool = False, keep_report: bool = True) -> AuditRun:
     """Audit DATA (checking it against the eval file for leakage when there is one); refuse on error-level findings.
-    The run's dataset is what training reads next: the records trained on are the records audited."""
+    The run's dataset is what training reads next: the records trained on are the records audited.
+    keep_report=False on the other processes of a multi-process launch: the main one writes the report."""
     config = build_config(audit_config, label_field=label_field, against=[str(eval_data)] if eval_data else None)
     run = run_audit(data, config)
     report = run.report
     audit_file = run_dir / AUDIT_FILE
-    write_report_json(report, audit_file)
+    if keep_report:
+        write_report_json(report, audit_file)
     if report.count(Severity.error) and not allow_findings:
         raise AuditRefused(refusal(report, data, audit_file))
     return run

@@ -17,7 +17,9 @@ CHUNK_TOKENS = 4096
 
 
 def _chunk_loss(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    logits = head(hidden).float()
+    # the head's weights, not its forward: under FSDP2 the head's module hooks already ran in the model's forward,
+    # and running them again here (and in the recomputation) breaks the backward
+    logits = F.linear(hidden, head.weight, head.bias).float()
     return (F.cross_entropy(logits, targets, reduction="none") * weights).sum()
 
 
@@ -27,7 +29,9 @@ def chunked_loss_sum(hidden: torch.Tensor, head: torch.nn.Module, targets: torch
     keep = targets != IGNORE
     hidden, targets, weights = hidden[keep], targets[keep], weights[keep]
     total = hidden.new_zeros((), dtype=torch.float32)
-    for at in range(0, targets.numel(), chunk):
+    # at least one (maybe empty) chunk: a micro-batch without targets (filler rows) still reaches every trainable
+    # weight with a zero gradient, which data-parallel training waits for
+    for at in range(0, max(targets.numel(), 1), chunk):
         part = (hidden[at:at + chunk], head, targets[at:at + chunk], weights[at:at + chunk])
         total = total + (checkpoint(_chunk_loss, *part, use_reentrant=False) if torch.is_grad_enabled() else _chunk_loss(*part))
     return total

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
+from trainkit.distributed import any_process
+
 OVERFIT_GAP = 0.10  # eval loss more than 10% over train loss
 
 
@@ -112,7 +114,8 @@ class Diagnosis(TrainerCallback):
 
 
 class InterruptToCheckpoint(TrainerCallback):
-    """Ctrl-C finishes the current step, saves a checkpoint and stops; a second Ctrl-C aborts at once."""
+    """Ctrl-C finishes the current step, saves a checkpoint and stops; a second Ctrl-C aborts at once. Under a
+    launcher, Ctrl-C on any process stops them all."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -131,7 +134,8 @@ class InterruptToCheckpoint(TrainerCallback):
             self.previous = signal.signal(signal.SIGINT, self._handler)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
+        if any_process(self.requested):  # all processes stop after the same step, or the others would wait for it forever
+            self.requested = True
             control.should_save = True
             control.should_training_stop = True
 

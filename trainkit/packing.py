@@ -17,6 +17,7 @@ import torch
 from trainkit.tokenize import IGNORE, Example
 
 PAD_DOCUMENT = -1  # padding forms its own block, so no query row is ever fully masked (no NaN in softmax)
+FILLER_LINE = 0  # the source line of a filler row's one token: it is no record (records' lines start at 1)
 
 
 def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -42,13 +43,26 @@ def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
+def fill_to_multiple(rows: list[list[Example]], multiple: int, pad_id: int) -> list[list[Example]]:
+    """Rows plus filler rows (one padding token, nothing to learn) up to a multiple of `multiple`: micro-batch x
+    processes, the rows all processes take at each micro-step.
+
+    Then every process gets its own rows and none twice (accelerate would otherwise repeat the first rows to
+    even out the last micro-step), and N processes step through the same global batches as one process with N
+    times the micro-batch. A filler adds no target, so it changes no gradient.
+    """
+    filler = Example([pad_id], [IGNORE], line=FILLER_LINE)
+    return rows + [[filler] for _ in range(-len(rows) % multiple)]
+
+
 @dataclass
 class RowCollator:
     """Turns a batch of rows (each a list of examples, one example when not packing) into model inputs.
 
     Emits `labels` (the unshifted training labels, which the Trainer counts), `shift_labels` (the target of
     each position inside its own record, -100 at record ends and padding), `loss_weights` (the record's
-    class weight on each of its targets), `position_ids` and `document_ids`.
+    class weight on each of its targets), `position_ids`, `document_ids`, and `record_lines` (the source
+    lines of each row's records, a plain list the model never sees: the run's data order is written from it).
     """
 
     pad_id: int
@@ -80,7 +94,8 @@ class RowCollator:
             pos[r, at:] = torch.arange(width - at)
         weights = weights.masked_fill(shift == IGNORE, 0.0)
         return {"input_ids": ids, "labels": labels, "shift_labels": shift, "loss_weights": weights,
-                "position_ids": pos, "document_ids": docs, "attention_mask": (docs != PAD_DOCUMENT).long()}
+                "position_ids": pos, "document_ids": docs, "attention_mask": (docs != PAD_DOCUMENT).long(),
+                "record_lines": [[ex.line for ex in row if ex.line != FILLER_LINE] for row in rows]}
 
     def _weight(self, ex: Example) -> float:
         if not self.weight_of:

@@ -54,6 +54,7 @@ class TrainPlan(BaseModel):
     records: int = Field(description="Records with something to train on.")
     device: str
     gpu_mem_gib: float | None
+    processes: int = Field(1, description="Processes (GPUs) training together, each on its own share of every batch.")
     token_lengths: LengthStats
     method: Choice
     learning_rate: Choice
@@ -75,6 +76,11 @@ class TrainPlan(BaseModel):
     over_length: list[tuple[int, int]] = Field(default_factory=list, description="(line, tokens) of records over max_length.")
     skipped: list[tuple[int, str]] = Field(default_factory=list, description="(line, why) of records with nothing to train on.")
     warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def global_batch_rows(self) -> int:
+        """Rows per optimizer step over all processes: micro-batch x gradient accumulation x processes."""
+        return self.micro_batch.value * self.grad_accum.value * self.processes
 
 
 def _given(value: Any, flag: str) -> Choice:
@@ -173,12 +179,26 @@ def choose_packing(stats: LengthStats, max_length: int, method: str) -> Choice:
     return Choice(value=False, reason=f"the median record ({stats.p50} tokens) fills most of max_length ({max_length})")
 
 
+def records_per_row(stats: LengthStats, max_length: int, packing: bool) -> int:
+    """About how many records a packed row holds (one when not packing)."""
+    return max(1, int(max_length / max(stats.mean, 1) * 0.95)) if packing else 1
+
+
+def accumulation(effective: int, rows: int, per_row: int, processes: int) -> Choice:
+    """Micro-batches per optimizer step: the global batch is rows per micro-batch x accumulation x processes."""
+    accum = max(1, math.ceil(effective / (rows * per_row * processes)))
+    on = f" on each of {processes} processes" if processes > 1 else ""
+    return Choice(value=accum, reason=f"{accum} micro-batch(es) of {rows} row(s){on} reach the effective batch of {effective} "
+                  f"records (global batch: {rows} x {accum}{f' x {processes}' if processes > 1 else ''} rows)")
+
+
 def choose_batch(*, records: int, stats: LengthStats, max_length: int, packing: bool, method: str, info: ModelInfo,
-                 gpu_mem_gib: float | None) -> tuple[Choice, Choice, Choice, Choice]:
-    """Effective batch 16-32 (documents) reached by gradient accumulation over micro-batches that fit in memory."""
+                 gpu_mem_gib: float | None, processes: int = 1) -> tuple[Choice, Choice, Choice, Choice]:
+    """Effective batch 16-32 (documents) reached by gradient accumulation over micro-batches that fit in memory,
+    on every process: each takes its own micro-batches, so more processes need less accumulation."""
     target = 16 if records < 1000 else 32
     effective = max(1, min(target, records))
-    records_per_row = max(1, int(max_length / max(stats.mean, 1) * 0.95)) if packing else 1
+    per_row = records_per_row(stats, max_length, packing)
     if gpu_mem_gib is None:
         budget_tokens, why, checkpointing = 4 * max_length, "CPU: 4 rows of max_length per micro-batch", False
     else:
@@ -191,15 +211,14 @@ def choose_batch(*, records: int, stats: LengthStats, max_length: int, packing: 
             budget_tokens = int(max(free, 0) / (CHECKPOINTED_ACTIVATION_BYTES * info.hidden_size * info.num_layers))
         why = (f"{gpu_mem_gib:g} GiB x {HEADROOM} minus {weights / GIB:.1f} GiB of weights leaves room for about "
                f"{budget_tokens} tokens of activations{' with gradient checkpointing' if checkpointing else ''}")
-    rows = max(1, min(budget_tokens // max_length, math.ceil(effective / records_per_row)))
-    accum = max(1, math.ceil(effective / (rows * records_per_row)))
-    unit = f"rows of up to {max_length} tokens (about {records_per_row} records each)" if packing else f"records padded to at most {max_length}"
+    rows = max(1, min(budget_tokens // max_length, math.ceil(effective / (per_row * processes))))
+    unit = f"rows of up to {max_length} tokens (about {per_row} records each)" if packing else f"records padded to at most {max_length}"
     gc = Choice(value=checkpointing, reason=("one row of max_length does not fit without it" if checkpointing else
                                              "activations fit without it (it costs about 30% speed)"))
     return (Choice(value=effective, reason=f"documents: 16-32 ({target} for {'<' if records < 1000 else '>='}1000 records"
-                   f"{', capped by the record count' if effective < target else ''})"),
-            Choice(value=rows, reason=f"{rows} {unit} per step: {why}"),
-            Choice(value=accum, reason=f"{accum} micro-batches reach the effective batch of {effective} records"),
+                   f"{', capped by the record count' if effective < target else ''}), per optimizer step across all processes"),
+            Choice(value=rows, reason=f"{rows} {unit} per micro-batch{' and process' if processes > 1 else ''}: {why}"),
+            accumulation(effective, rows, per_row, processes),
             gc)
 
 
@@ -214,9 +233,10 @@ def make_plan(*, data: str, info: ModelInfo, lengths: list[int], lines: list[int
               gpu_mem_gib: float | None, skipped: list[tuple[int, str]] | None = None, method: str | None = None,
               learning_rate: float | None = None, epochs: float | None = None, max_length: int | None = None,
               effective_batch: int | None = None, micro_batch: int | None = None, packing: bool | None = None,
-              gradient_checkpointing: bool | None = None, targets: str = "all", lora_r: int = 8,
-              max_steps: int | None = None) -> TrainPlan:
-    """The plan for tokenised records of known lengths (`plan` below reads and tokenises them first)."""
+              gradient_checkpointing: bool | None = None, targets: str = "all", lora_r: int = 8, lora_dropout: float = 0.05,
+              max_steps: int | None = None, processes: int = 1) -> TrainPlan:
+    """The plan for tokenised records of known lengths (`plan` below reads and tokenises them first), for `processes`
+    data-parallel processes (GPUs)."""
     if method is not None and method not in METHODS:
         raise ValueError(f"--method {method}: unknown; choose one of {', '.join(METHODS)}.")
     if not lengths:
@@ -232,21 +252,21 @@ def make_plan(*, data: str, info: ModelInfo, lengths: list[int], lines: list[int
     over = [(line, n) for line, n in zip(lines, lengths) if n > ml.value]
     fit = [n for n in lengths if n <= ml.value]
     pk = _given(packing, "--packing/--no-packing") if packing is not None else choose_packing(stats, ml.value, m.value)
-    eff, mb, ga, gc = choose_batch(records=len(fit) or 1, stats=length_stats(fit or [1]), max_length=ml.value,
-                                   packing=pk.value, method=m.value, info=info, gpu_mem_gib=gpu_mem_gib)
+    fit_stats = length_stats(fit or [1])
+    eff, mb, ga, gc = choose_batch(records=len(fit) or 1, stats=fit_stats, max_length=ml.value, packing=pk.value,
+                                   method=m.value, info=info, gpu_mem_gib=gpu_mem_gib, processes=processes)
     if effective_batch:
         eff = _given(effective_batch, "--effective-batch")
     if micro_batch:
         mb = _given(micro_batch, "--micro-batch")
     if effective_batch or micro_batch:
-        per_row = max(1, int(ml.value / max(length_stats(fit or [1]).mean, 1) * 0.95)) if pk.value else 1
-        ga = Choice(value=max(1, math.ceil(eff.value / (mb.value * per_row))), reason=f"reaches the effective batch of {eff.value}")
+        ga = accumulation(eff.value, mb.value, records_per_row(fit_stats, ml.value, pk.value), processes)
     if gradient_checkpointing is not None:
         gc = _given(gradient_checkpointing, "--gradient-checkpointing")
     ep = _given(epochs, "--epochs") if epochs else choose_epochs(records)
     lr = _given(learning_rate, "--lr") if learning_rate else choose_learning_rate(info.billions, m.value)
     rows = _estimate_rows(fit, ml.value, pk.value)
-    steps_per_epoch = max(1, math.ceil(rows / (mb.value * ga.value)))
+    steps_per_epoch = max(1, math.ceil(rows / (mb.value * ga.value * processes)))
     total = max_steps or max(1, math.ceil(steps_per_epoch * ep.value))
     warm = Choice(value=0.1 if total < 100 else 0.05, reason=f"documents: warmup 5-10% of steps; "
                   f"{'10% for a short run' if total < 100 else '5%'} of {total} steps")
@@ -258,14 +278,15 @@ def make_plan(*, data: str, info: ModelInfo, lengths: list[int], lines: list[int
         warnings.append("QLoRA without a GPU: bitsandbytes runs 4-bit on the CPU, slowly; use it for testing only.")
     cuda = gpu_mem_gib is not None
     return TrainPlan(
-        data=data, model=info, records=records, device="cuda" if cuda else "cpu", gpu_mem_gib=gpu_mem_gib,
+        data=data, model=info, records=records, device="cuda" if cuda else "cpu", gpu_mem_gib=gpu_mem_gib, processes=processes,
         token_lengths=stats, method=m, learning_rate=lr,
         scheduler=Choice(value="cosine", reason="documents: cosine decay after warmup"), warmup_ratio=warm, epochs=ep,
         effective_batch=eff, micro_batch=mb, grad_accum=ga, max_length=ml, packing=pk,
         precision=Choice(value="bf16" if cuda else "fp32", reason=_precision_reason(cuda, m.value)),
         gradient_checkpointing=gc,
-        lora=Choice(value={"r": lora_r, "alpha": 2 * lora_r, "dropout": 0.05},
-                    reason=f"documents: rank {lora_r}, alpha 2x rank, dropout 0.05"),
+        lora=Choice(value={"r": lora_r, "alpha": 2 * lora_r, "dropout": lora_dropout},
+                    reason=f"documents: rank {lora_r}, alpha 2x rank, dropout 0.05"
+                    + ("" if lora_dropout == 0.05 else f" (dropout {lora_dropout:g} set by --lora-dropout)")),
         target_modules=choose_targets(info, targets), template=template, steps_per_epoch=steps_per_epoch,
         total_steps=total, over_length=over, skipped=skipped or [], warnings=warnings,
     )
@@ -298,7 +319,8 @@ def detect_gpu_mem_gib() -> float | None:
 def plan(data: str | Path, model_dir: str | Path, gpu_mem_gib: float | None = None, method: str | None = None, *,
          template: str = "auto", label_field: str | None = None, **overrides: Any) -> TrainPlan:
     """Read and tokenise DATA with the model's own tokenizer, then plan. `overrides` are `make_plan`'s settings
-    (learning_rate, epochs, max_length, effective_batch, micro_batch, packing, targets, lora_r, max_steps)."""
+    (learning_rate, epochs, max_length, effective_batch, micro_batch, packing, targets, lora_r, lora_dropout, max_steps,
+    processes)."""
     from trainkit.data import read_dataset
     from trainkit.model import load_tokenizer
     from trainkit.tokenize import tokenize_frame

@@ -1,8 +1,10 @@
-"""The run's record: `run_report.json` (everything, machine-readable) and `report.html` (one self-contained page).
+"""The run's record: `run_report.json` (everything, machine-readable), `report.html` (one self-contained page)
+and `data_order.jsonl` (which records each process trained on at each optimizer step).
 
 The HTML page has the loss and learning-rate curves (matplotlib, inlined as SVG), the plan with the
 reason for each choice, the audit summary, throughput and peak memory. It opens offline and every
-string from the data or the user is escaped.
+string from the data or the user is escaped. The data order traces a loss spike back to its records,
+and shows that the processes of a multi-GPU run trained on disjoint shares of the data.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from datakit.io.atomic import write_text
 from trainkit.model_info import parameter_count
 from trainkit.plan import TrainPlan
 
+DATA_ORDER_FILE = "data_order.jsonl"
 PLAN_ROWS = ("method", "learning_rate", "scheduler", "warmup_ratio", "epochs", "effective_batch", "micro_batch", "grad_accum",
              "max_length", "packing", "precision", "gradient_checkpointing", "lora", "target_modules", "template")
 
@@ -76,6 +79,12 @@ def _table(rows: list[tuple[str, str, str]], head: tuple[str, ...]) -> str:
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
+def _processes(processes: dict, plan: dict) -> str:
+    count = processes["count"]
+    batch = f"{plan['micro_batch']['value']} row(s) x {plan['grad_accum']['value']} accumulation"
+    return f"{count}; global batch {batch}{f' x {count} processes' if count > 1 else ''} = {processes['global_batch_rows']} rows"
+
+
 def render_html(r: dict) -> str:
     plan = r["plan"]
     plan_rows = [(name, _value(plan[name]["value"]), plan[name]["reason"]) for name in PLAN_ROWS]
@@ -86,6 +95,7 @@ def render_html(r: dict) -> str:
     facts = [("data", f"{plan['data']}  ({audit['checksum']})"),
              ("model", f"{model['path']} ({model['model_type']}, {parameter_count(model['params'])} parameters)"),
              ("records", json.dumps(r["records"])), ("eval split", r["eval_split"]), ("attention", r["attention"]),
+             ("processes", _processes(r["processes"], plan)),
              ("steps", f"{r['steps']} of {plan['total_steps']}" + ("  (interrupted: resume with --resume)" if r["interrupted"] else "")),
              ("real tokens/s", f"{tp['real_tokens_per_s']:,}"), ("real tokens", f"{tp['real_tokens']:,}"),
              ("padding share", "-" if tp["padding_share"] is None else f"{100 * tp['padding_share']:.1f}%"),
@@ -105,11 +115,30 @@ def render_html(r: dict) -> str:
 
 def write_run_report(run_dir: Path, *, plan: TrainPlan, audit: dict, log_history: list[dict], throughput: dict,
                      peak_memory_gib: dict, eval_split: str, diagnoses: list[str], output_dir: Path, interrupted: bool,
-                     attention: str, records: dict, steps: int) -> Path:
+                     attention: str, records: dict, steps: int, processes: dict) -> Path:
     report = {"run_dir": str(run_dir), "output_dir": str(output_dir), "interrupted": interrupted, "steps": steps,
-              "records": records, "eval_split": eval_split, "attention": attention, "throughput": throughput,
+              "records": records, "eval_split": eval_split, "attention": attention, "processes": processes, "throughput": throughput,
               "peak_memory": peak_memory_gib, "diagnoses": diagnoses, "versions": versions(),
               "plan": plan.model_dump(mode="json"), "audit": audit, "log_history": log_history}
     write_text(run_dir / "run_report.json", json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
     write_text(run_dir / "report.html", render_html({**report, "_svg": curves_svg(log_history)}))
     return run_dir / "report.html"
+
+
+def data_order_lines(by_process: list[list[tuple[int, list[int]]]]) -> list[str]:
+    """One JSON line per optimizer step: `{"step": s, "records": [[source lines of process 0's records], ...]}`."""
+    steps: dict[int, list[list[int]]] = {}
+    for rank, order in enumerate(by_process):
+        for step, lines in order:
+            steps.setdefault(step, [[] for _ in by_process])[rank].extend(lines)
+    return [json.dumps({"step": step, "records": records}) + "\n" for step, records in sorted(steps.items())]
+
+
+def write_data_order(run_dir: Path, by_process: list[list[tuple[int, list[int]]]], resumed: bool) -> Path:
+    """`data_order.jsonl`; a resumed run keeps the steps its earlier sessions trained before this one's first step."""
+    path = run_dir / DATA_ORDER_FILE
+    new = data_order_lines(by_process)
+    earlier = path.read_text(encoding="utf-8").splitlines(keepends=True) if resumed and path.is_file() else []
+    first = json.loads(new[0])["step"] if new else float("inf")
+    write_text(path, "".join([line for line in earlier if json.loads(line)["step"] < first] + new))
+    return path

@@ -2,8 +2,9 @@
 
 transformers' Trainer owns the loop, the cosine schedule, gradient accumulation, checkpoints (every N
 steps, last K kept), exact resumption (optimizer, scheduler, RNG and data position) and distributed
-launch through accelerate/torchrun; this module owns what it does not do: the loss on assistant tokens
-with per-class weights, packed rows with their masks, the plan, and the diagnoses.
+launch through accelerate/torchrun (each process gets its own share of every global batch); this module
+owns what it does not do: the loss on assistant tokens with per-class weights, packed rows with their
+masks, the plan, the diagnoses, and, under a launcher, that only the main process writes the run folder.
 """
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ from transformers.trainer_utils import get_last_checkpoint
 from datakit.io.atomic import write_text
 from schemas.dataset import BASE_SCHEMA
 from trainkit.data import holdout, normalised_weights, read_class_weights, read_dataset
+from trainkit.distributed import fsdp_problem, fsdp_requested, gather, process_state, weights_sha256
 from trainkit.gate import audit_gate, audit_summary
 from trainkit.loss import loss_sum
 from trainkit.model import layerwise_param_groups, load_model, load_tokenizer, quiet_transformers, virtual_tokens, wrap
 from trainkit.model_info import inspect_model
 from trainkit.monitor import Diagnosis, InterruptToCheckpoint, RichProgress, Throughput, oom_advice
-from trainkit.packing import RowCollator, pack_rows
+from trainkit.packing import RowCollator, fill_to_multiple, pack_rows
 from trainkit.plan import PROMPT_LEARNING, Choice, TrainPlan, detect_gpu_mem_gib, make_plan
-from trainkit.report import write_run_report
+from trainkit.report import write_data_order, write_run_report
 from trainkit.tokenize import IGNORE, Example, tokenize_frame
 
 RUN_FILE = "run.json"
@@ -83,6 +85,7 @@ class SFTTrainer(Trainer):
 
     def __init__(self, *args, loss_options: dict, throughput: Throughput, param_groups: list[dict] | None = None, **kwargs):
         self.loss_options, self.throughput, self.param_groups = loss_options, throughput, param_groups
+        self.data_order: list[tuple[int, list[int]]] = []  # (optimizer step, source lines of the records this process trained on)
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = True  # makes the Trainer count target tokens for `num_items_in_batch`
 
@@ -97,6 +100,7 @@ class SFTTrainer(Trainer):
         if model.training:
             self.throughput.tokens += int(inputs["attention_mask"].sum())
             self.throughput.padded += inputs["attention_mask"].numel()
+            self.data_order.append((self.state.global_step + 1, [line for row in inputs["record_lines"] for line in row]))
         total = loss_sum(model, inputs, **self.loss_options)
         count = num_items_in_batch if num_items_in_batch is not None else (inputs["shift_labels"] != IGNORE).sum()
         loss = total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)
@@ -133,6 +137,19 @@ def fitting(examples: list[Example], max_length: int) -> list[Example]:
     return [e for e in examples if len(e) <= max_length]
 
 
+def check_fsdp(method: str, cuda: bool, console: Console) -> None:
+    """Refuse an FSDP launch that cannot train this method; say that on CPUs accelerate trains without it."""
+    if not fsdp_requested():
+        return
+    if not cuda:
+        console.print("[yellow]note:[/] FSDP asked for, but accelerate shards only on GPUs: on this CPU machine every "
+                      "process holds the whole model (plain data parallelism).", highlight=False)
+        return
+    problem = fsdp_problem(method)
+    if problem:
+        raise RunError(problem)
+
+
 def build_rows(examples: list[Example], max_length: int, packing: bool) -> list[list[Example]]:
     if not packing:
         return [[e] for e in examples]
@@ -155,10 +172,11 @@ def choose_attention(requested: str | None, cuda: bool) -> str:
 
 
 def direct_head_ok(model, method: str, info_softcap: bool) -> bool:
-    """Whether the chunked loss may apply the output layer itself (the model takes `logits_to_keep` and does
-    nothing to logits after it)."""
+    """Whether the chunked loss may apply the output layer itself (the model takes `logits_to_keep`, does nothing
+    to logits after it, and its output layer is a plain linear one whose weights the loss can use)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return method not in PROMPT_LEARNING and not info_softcap and "logits_to_keep" in inspect.signature(base.forward).parameters
+    return (method not in PROMPT_LEARNING and not info_softcap and isinstance(base.get_output_embeddings(), torch.nn.Linear)
+            and "logits_to_keep" in inspect.signature(base.forward).parameters)
 
 
 def eval_interval(save_steps: int, total_steps: int) -> int:
@@ -185,14 +203,18 @@ def training_arguments(plan: TrainPlan, run_dir: Path, *, has_eval: bool, save_s
         load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None, greater_is_better=False,
         prediction_loss_only=True, remove_unused_columns=False, report_to=[], disable_tqdm=True,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every trainable weight gets a gradient each step (loss.py sees to it even
+                                           # for filler rows); searching for unused ones costs a graph walk per step
     )
 
 
-def save_output(model, tokenizer, run_dir: Path, method: str) -> Path:
-    """peft adapter (adapter_model.safetensors + adapter_config.json) or, for full / freeze, the whole model."""
+def save_output(trainer: Trainer, tokenizer, run_dir: Path, method: str) -> Path:
+    """peft adapter (adapter_model.safetensors + adapter_config.json) or, for full / freeze, the whole model. Every
+    process calls it (sharded weights are gathered first); the main process writes."""
     out = run_dir / ("model" if method in ("full", "freeze") else "adapter")
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    trainer.save_model(str(out))
+    if trainer.args.should_save:
+        tokenizer.save_pretrained(str(out))
     return out
 
 
@@ -201,17 +223,23 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
           learning_rate: float | None = None, max_length: int | None = None, effective_batch: int | None = None,
           micro_batch: int | None = None, packing: bool | None = None, gradient_checkpointing: bool | None = None,
           targets: str = "all", lora_r: int = 8, template: str = "auto", trainable_layers: int = 2,
-          layer_lr_decay: float | None = None, label_field: str | None = None, class_weights: str | Path | None = None,
+          layer_lr_decay: float | None = None, lora_dropout: float = 0.05, label_field: str | None = None,
+          class_weights: str | Path | None = None,
           audit_config: str | Path | None = None, allow_findings: bool = False, resume: bool = False,
           save_steps: int = 100, keep_checkpoints: int = 3, attention: str | None = None, seed: int = 42,
           gpu_mem_gib: float | None = None, progress: bool = True, console: Console | None = None,
           callbacks: list[TrainerCallback] | None = None) -> RunResult:
-    """Train an adapter on DATA. Settings left as None come from the plan (`trainkit plan` prints it)."""
+    """Train an adapter on DATA. Settings left as None come from the plan (`trainkit plan` prints it).
+
+    Under `accelerate launch` / `torchrun` every process runs this; only the main one writes files and prints."""
     quiet_transformers()
-    console = console or Console(stderr=True)
+    state = process_state()
+    main = state.is_main_process
+    console = (console or Console(stderr=True)) if main else Console(stderr=True, quiet=True)
     run_dir = Path(output)
     data, model_dir = Path(data), Path(model)
     checkpoint = prepare_run_dir(run_dir, resume)
+    state.wait_for_everyone()  # every process has checked the folder before the main one writes into it
     saved = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")) if checkpoint else None
     if saved:  # a resumed run continues with the settings it started with
         s = saved["settings"]
@@ -228,7 +256,7 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
 
     # 1. audit gate (with the label field training weights by)
     audited = audit_gate(data, run_dir, audit_config=audit_config, label_field=label_field, eval_data=eval_data,
-                         allow_findings=allow_findings)
+                         allow_findings=allow_findings, keep_report=main)
     report = audited.report
     if saved and saved["data_checksum"] != report.checksum:
         raise RunError(f"--resume: {data} changed since the run started (checksum {report.checksum} != "
@@ -246,6 +274,10 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     cuda = torch.cuda.is_available()
     if saved:
         the_plan = TrainPlan.model_validate(saved["plan"])
+        if the_plan.processes != state.num_processes:
+            raise RunError(f"--resume: the run started on {the_plan.processes} process(es) and this launch has "
+                           f"{state.num_processes}; the global batch and the data order would change. Launch it with "
+                           f"{the_plan.processes} process(es) again.")
     else:
         mem = (gpu_mem_gib or detect_gpu_mem_gib()) if cuda else None
         if gpu_mem_gib and not cuda:
@@ -254,10 +286,12 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
                              lines=[e.line for e in tok.examples], template=Choice(value=tok.template, reason=tok.template_reason),
                              gpu_mem_gib=mem, skipped=tok.skipped, method=method, learning_rate=learning_rate, epochs=epochs,
                              max_length=max_length, effective_batch=effective_batch, micro_batch=micro_batch, packing=packing,
-                             gradient_checkpointing=gradient_checkpointing, targets=targets, lora_r=lora_r, max_steps=max_steps)
+                             gradient_checkpointing=gradient_checkpointing, targets=targets, lora_r=lora_r,
+                             lora_dropout=lora_dropout, max_steps=max_steps, processes=state.num_processes)
     for warning in the_plan.warnings:
         console.print(f"[yellow]plan:[/] {warning}", highlight=False)
     ml, method = the_plan.max_length.value, the_plan.method.value
+    check_fsdp(method, cuda, console)
     examples = fitting(tok.examples, ml)
     eval_examples = fitting(tok_eval.examples, ml) if tok_eval else []
     weight_of, unweighted = (normalised_weights(weights_file, [e.label for e in examples], [len(e) for e in examples])
@@ -267,7 +301,7 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     attn = choose_attention(attention, cuda)
     rows = build_rows(examples, ml, the_plan.packing.value)
     eval_rows = build_rows(eval_examples, ml, the_plan.packing.value)
-    if not saved:
+    if main and not saved:
         settings = {"method": method, "eval_data": str(eval_data) if eval_data else None, "label_field": label_field,
                     "class_weights": str(class_weights) if class_weights else None, "template": template, "seed": seed,
                     "trainable_layers": trainable_layers, "layer_lr_decay": layer_lr_decay, "attention": attention,
@@ -296,11 +330,12 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     args = training_arguments(the_plan, run_dir, has_eval=has_eval, save_steps=save_steps, keep_checkpoints=keep_checkpoints,
                               seed=seed, max_steps=max_steps)
     interrupt = InterruptToCheckpoint(console)
-    extra: list[TrainerCallback] = [RichProgress(throughput, console, enabled=progress), diagnosis, interrupt]
+    extra: list[TrainerCallback] = [RichProgress(throughput, console, enabled=progress and main), diagnosis, interrupt]
     if has_eval:
         extra.append(EarlyStoppingCallback(early_stopping_patience=EARLY_STOPPING_PATIENCE))
     trainer = SFTTrainer(
-        model=wrapped, args=args, train_dataset=RowsDataset(rows), eval_dataset=RowsDataset(eval_rows) if has_eval else None,
+        model=wrapped, args=args, train_dataset=RowsDataset(fill_to_multiple(rows, the_plan.micro_batch.value * the_plan.processes, tokenizer.pad_token_id)),
+        eval_dataset=RowsDataset(eval_rows) if has_eval else None,
         data_collator=RowCollator(pad_id=tokenizer.pad_token_id, weight_of=weight_of,
                                   pad_to_multiple_of=ml if attn == "flex_attention" else 8),
         callbacks=extra + list(callbacks or []), param_groups=groups, throughput=throughput,
@@ -322,20 +357,55 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     if eval_loss is not None:
         diagnosis.on_evaluate(args, trainer.state, trainer.control, metrics={"eval_loss": eval_loss})
 
-    # 8. save, 9. report
-    out = save_output(trainer.model, tokenizer, run_dir, method) if not interrupted else run_dir / "checkpoints"
+    # 8. save, 9. report (every process takes part in gathering; the main one writes)
+    out = save_output(trainer, tokenizer, run_dir, method) if not interrupted else run_dir / "checkpoints"
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    report_path = write_run_report(
-        run_dir, plan=the_plan, audit=audit_summary(report), log_history=trainer.state.log_history,
-        throughput={"real_tokens": throughput.tokens, "padded_tokens": throughput.padded, "seconds": round(elapsed, 2),
-                    "real_tokens_per_s": round(throughput.tokens / max(elapsed, 1e-9), 1),
-                    "padding_share": round(1 - throughput.tokens / throughput.padded, 3) if throughput.padded else None},
-        peak_memory_gib=peak_memory_gib(cuda), eval_split=eval_reason if has_eval else "no eval split", diagnoses=diagnosis.messages,
-        output_dir=out, interrupted=interrupted, attention=attn, steps=trainer.state.global_step, records={"train": len(examples), "eval": len(eval_examples),
-                                                                         "rows": len(rows), "skipped": len(tok.skipped)})
+    facts = gather(own_facts(trainer, throughput, cuda))
+    processes = processes_summary(facts, the_plan)
+    if processes["weights_diverged"]:
+        diagnosis.say("diverged", "the processes ended with different trained weights (run_report.json, processes."
+                      "weights_sha256); the saved output is the main process's. Launch every process with the same "
+                      "trainkit, torch and transformers versions.")
+    report_path = run_dir / "report.html"
+    if main:
+        write_data_order(run_dir, [f["data_order"] for f in facts], resumed=checkpoint is not None)
+        report_path = write_run_report(
+            run_dir, plan=the_plan, audit=audit_summary(report), log_history=trainer.state.log_history,
+            throughput=throughput_summary(facts, elapsed), peak_memory_gib=largest_peak_memory(facts),
+            eval_split=eval_reason if has_eval else "no eval split", diagnoses=diagnosis.messages, output_dir=out,
+            interrupted=interrupted, attention=attn, steps=trainer.state.global_step, processes=processes,
+            records={"train": len(examples), "eval": len(eval_examples), "rows": len(rows), "skipped": len(tok.skipped)})
+    state.wait_for_everyone()  # no process returns before the run folder is complete
     return RunResult(run_dir=run_dir, output_dir=out, steps=trainer.state.global_step, train_loss=losses[-1] if losses else None,
                      eval_loss=eval_loss, interrupted=interrupted, report=report_path, diagnoses=diagnosis.messages,
                      model=trainer.model)
+
+
+def own_facts(trainer: SFTTrainer, throughput: Throughput, cuda: bool) -> dict[str, Any]:
+    """What this process alone knows: its tokens, memory, records trained on, and the hash of its copy of the
+    weights when there are copies to compare (several processes, not FSDP, where each holds a shard)."""
+    copies = trainer.args.world_size > 1 and not trainer.is_fsdp_enabled
+    return {"real_tokens": throughput.tokens, "padded_tokens": throughput.padded, "peak_memory": peak_memory_gib(cuda),
+            "data_order": trainer.data_order, "weights_sha256": weights_sha256(trainer.model) if copies else None}
+
+
+def processes_summary(facts: list[dict], plan: TrainPlan) -> dict[str, Any]:
+    """How the run was spread: the global batch it stepped with and whether the processes' weights stayed identical."""
+    hashes = [f["weights_sha256"] for f in facts]
+    return {"count": len(facts), "global_batch_rows": plan.global_batch_rows,
+            "weights_sha256": hashes, "weights_diverged": len(set(hashes)) > 1}
+
+
+def throughput_summary(facts: list[dict], elapsed: float) -> dict[str, Any]:
+    tokens, padded = sum(f["real_tokens"] for f in facts), sum(f["padded_tokens"] for f in facts)
+    return {"real_tokens": tokens, "padded_tokens": padded, "seconds": round(elapsed, 2),
+            "real_tokens_per_s": round(tokens / max(elapsed, 1e-9), 1),
+            "padding_share": round(1 - tokens / padded, 3) if padded else None}
+
+
+def largest_peak_memory(facts: list[dict]) -> dict[str, Any]:
+    """The peak of the process that used the most memory (the one that limits the plan)."""
+    return max((f["peak_memory"] for f in facts), key=lambda peak: max(v for v in peak.values() if isinstance(v, float)))
 
 
 def peak_memory_gib(cuda: bool) -> dict[str, Any]:
