@@ -18,7 +18,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -401,10 +401,10 @@ class _Text:
     the note lists the lines holding U+FFFD, legitimate ones included, as the whole-file reader did.
     """
 
-    def __init__(self, chunks: Iterable[bytes]):
+    def __init__(self, chunks: Iterable[bytes], first_line: int = 1):
         self._chunks = chunks
-        self._at_start = True
-        self._line = 1
+        self._at_start = first_line == 1  # only the file's first line can start with a byte-order mark
+        self._line = first_line
         self.bom = self.crlf = self.invalid_utf8 = False
         self.replacement_lines: list[int] = []  # the first 11 lines holding U+FFFD (11: to know there are more than 10)
         self.last_visible = ""  # the last non-whitespace character read so far
@@ -453,6 +453,30 @@ class _Text:
             at = -1 if end_of_line < 0 else text.find("\ufffd", end_of_line)
 
     def notes(self) -> list[FileNote]:
+        return self.line_notes().notes()
+
+    def line_notes(self) -> LineNotes:
+        return LineNotes(self.invalid_utf8, self.replacement_lines, self.bom, self.crlf)
+
+
+@dataclass
+class LineNotes:
+    """What a text's file notes are made of. A file read in byte ranges gets the notes of one read: its ranges'
+    LineNotes, added up in file order (`+`), are the whole file's."""
+
+    invalid_utf8: bool = False
+    replacement_lines: list[int] = field(default_factory=list)  # the first 11 lines holding U+FFFD
+    bom: bool = False
+    crlf: bool = False
+    blank_lines: list[int] = field(default_factory=list)  # the first 10 blank lines
+    blank_count: int = 0
+
+    def __add__(self, later: LineNotes) -> LineNotes:
+        return LineNotes(self.invalid_utf8 or later.invalid_utf8, (self.replacement_lines + later.replacement_lines)[:11],
+                         self.bom or later.bom, self.crlf or later.crlf, (self.blank_lines + later.blank_lines)[:10],
+                         self.blank_count + later.blank_count)
+
+    def notes(self) -> list[FileNote]:
         notes: list[FileNote] = []
         if self.invalid_utf8:
             lines = self.replacement_lines
@@ -465,6 +489,9 @@ class _Text:
         if self.crlf:
             notes.append(FileNote("format.crlf", None,
                                   "file uses Windows line endings (CRLF); they were read as plain newlines."))
+        if self.blank_count:
+            notes.append(FileNote("format.blank_line", self.blank_lines[0], f"{self.blank_count} blank line(s) skipped "
+                                  f"(line {_line_list(self.blank_lines, self.blank_count)})."))
         return notes
 
 
@@ -509,13 +536,17 @@ class _JsonLines:
 
     Records are held back, never more than ONE_OBJECT_MAX_CHARS of text, while the file may still be one JSON
     document: a top-level scalar (an InputError) or one pretty-printed object (one record, container "json").
+    A text starting past the file's first line is a byte range of a file already known to be JSON Lines: never one
+    document.
     """
 
-    def __init__(self, path: str, pieces: Iterable[str], first_char: str):
+    def __init__(self, path: str, pieces: Iterable[str], first_char: str, first_line: int = 1):
         self._path = path
         self._pieces = pieces
+        self._first_line = first_line
         self._maybe_scalar = first_char != "{"
-        self._document: list[str] | None = None if self._maybe_scalar else []  # every line, while it may be one object
+        # every line, while the text may be one object
+        self._document: list[str] | None = None if self._maybe_scalar or first_line > 1 else []
         self._document_chars = 0
         self._only_json_space = True  # every blank line is JSON whitespace, so one scalar line would be the document
         self._blank: list[int] = []
@@ -537,7 +568,7 @@ class _JsonLines:
 
     def _record_groups(self) -> Iterator[list[RawRecord]]:
         """A list of records per piece of text, noting blank lines and keeping the text while it may be one object."""
-        no = 0
+        no = self._first_line - 1
         for lines, ended in _line_groups(self._pieces):
             if self._document is not None:
                 self._keep_document_lines(lines)
@@ -586,10 +617,10 @@ class _JsonLines:
         return [RawRecord(1, text.strip(), obj)]
 
     def notes(self) -> list[FileNote]:
-        if not self._blank_count:
-            return []
-        return [FileNote("format.blank_line", self._blank[0], f"{self._blank_count} blank line(s) skipped "
-                         f"(line {_line_list(self._blank, self._blank_count)}).")]
+        return self.line_notes().notes()
+
+    def line_notes(self) -> LineNotes:
+        return LineNotes(blank_lines=self._blank, blank_count=self._blank_count)
 
 
 class _FirstElementIndent:
@@ -779,3 +810,122 @@ class _JsonArray:
         return [FileNote("format.truncated_file", self._count or None,
                          "JSON array is not closed with ']': the file looks truncated. Records before the cut were read.",
                          "warning")]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A large file in byte ranges, for reading it on several workers at once (the Ray engine)
+
+
+def line_ranges(path: str | Path, piece_bytes: int) -> list[tuple[int, int]]:
+    """Byte ranges of about piece_bytes covering a plain JSON Lines file, each starting at a line start. A file that
+    cannot be cut is one range: gzip, Parquet, a JSON array, or a first line that is no JSON object (the file may be
+    one pretty-printed object). Reads only the first line and a little at each cut."""
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        if size <= piece_bytes or not _first_line_is_object(f, max(piece_bytes, 1 << 20)):
+            return [(0, size)]
+        cuts = [0]
+        for at in range(piece_bytes, size, piece_bytes):
+            if at > cuts[-1] and (cut := _next_line_start(f, at)) is not None and cut < size:
+                cuts.append(cut)
+    return list(zip(cuts, cuts[1:] + [size]))
+
+
+def _first_line_is_object(f: Any, limit: int) -> bool:
+    """Whether the file's first line is a JSON object (never so for gzip or Parquet bytes)."""
+    return _is_object(f.readline(limit).removeprefix(BOM.encode()).decode("utf-8", errors="replace"))
+
+
+def _next_line_start(f: Any, at: int) -> int | None:
+    """The offset just past the first newline at or after at - 1 (so `at` itself when a line ends there)."""
+    f.seek(at - 1)
+    while chunk := f.read(1 << 16):
+        if (newline := chunk.find(b"\n")) >= 0:
+            return at + newline
+        at += len(chunk)
+    return None
+
+
+class RawRange:
+    """The records of bytes [start, end) of a JSON Lines file, cut at line starts (`line_ranges`), numbered from the
+    range's first line: one worker's share of a large file. Records, texts and errors are those of one read of the
+    whole file; `line_notes` (once every batch has been read) add up over the ranges to the file's notes. The
+    checksum belongs to the whole file, not to a range."""
+
+    def __init__(self, path: str | Path, start: int, end: int, first_line: int = 1, *, chunk_size: int = CHUNK_SIZE):
+        self.path, self.start, self.end, self.first_line = str(path), start, end, first_line
+        self.chunk_size = chunk_size
+        self.records = 0
+        self.position = 0  # bytes of the range read so far
+        self.line_notes: LineNotes | None = None
+
+    def batches(self, max_bytes: int = BATCH_BYTES, max_records: int = BATCH_RECORDS) -> Iterator[list[RawRecord]]:
+        with open(self.path, "rb") as f:
+            text = _Text(self._chunks(f), self.first_line)
+            parser = _JsonLines(self.path, text.pieces(), "{", self.first_line)
+            for batch in _batched(parser.records(), max_bytes, max_records):
+                self.records += len(batch)
+                yield batch
+        self.line_notes = text.line_notes() + parser.line_notes()
+
+    def count(self) -> tuple[int, int]:
+        """(lines, records): the range's newlines and its non-blank lines, found without parsing a record, so that a
+        cheap first pass tells each range of a file its first line and its first record id."""
+        with open(self.path, "rb") as f:
+            lines, records, _ = _count_lines(_Text(self._chunks(f), self.first_line).pieces())
+        return lines, records
+
+    def _chunks(self, f: Any) -> Iterator[bytes]:
+        f.seek(self.start)
+        self.position = 0
+        while self.position < self.end - self.start:
+            chunk = f.read(min(self.chunk_size, self.end - self.start - self.position))
+            if not chunk:
+                return
+            self.position += len(chunk)
+            yield chunk
+
+
+def count_records(path: str | Path) -> int:
+    """How many records `open_raw(path)` yields, found cheaply where the container allows: Parquet from its metadata,
+    JSON Lines whose first record is an object (gzip or not) from its non-blank lines; anything else by reading it."""
+    with open_raw(path) as stream:
+        if stream.container == "parquet" and not stream.gzip:
+            if (rows := _parquet_row_count(path)) is not None:
+                return rows
+        elif isinstance(stream._parser, _JsonLines):
+            _, records, first = _count_lines(stream._parser._pieces)
+            if first is not None and _is_object(first):
+                return records
+    with open_raw(path) as stream:
+        return sum(map(len, stream.batches()))
+
+
+def _parquet_row_count(path: str | Path) -> int | None:
+    """Rows of a Parquet file from its metadata; None for a damaged file (reading it raises the reader's InputError)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001 -- pyarrow raises several unrelated types for damaged files
+        return None
+
+
+def _count_lines(pieces: Iterable[str]) -> tuple[int, int, str | None]:
+    """(newlines, non-blank lines, the first non-blank line) of a text, as `_JsonLines` splits it."""
+    lines = records = 0
+    first = None
+    for group, ended in _line_groups(pieces):
+        lines += len(group) if ended else 0
+        blank_or_not = [bool(line.strip()) for line in group]
+        if first is None and any(blank_or_not):
+            first = group[blank_or_not.index(True)]
+        records += sum(blank_or_not)
+    return lines, records, first
+
+
+def _is_object(text: str | bytes) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (json.JSONDecodeError, RecursionError):
+        return False
