@@ -16,11 +16,12 @@ from tests.conftest import EXAMPLES
 
 def tricky_lines() -> bytes:
     """Records with everything a cut could disturb: a byte-order mark, CRLF, blank and whitespace-only lines (ASCII
-    and Unicode), invalid UTF-8, broken JSON, non-objects, multi-byte text, and a last line cut short."""
+    and Unicode), invalid UTF-8, broken JSON, non-objects, multi-byte text, a line holding only U+FEFF, and a last
+    line cut short."""
     lines = [json.dumps({"instruction": f"q{i} 你好", "output": "a" * (i % 7)}, ensure_ascii=False) for i in range(60)]
     lines[3], lines[10], lines[11] = "", "   \t", "\u3000"
     lines[17] = '{"instruction": "broken", "output": '
-    lines[23], lines[29] = "[1, 2]", '"just a string"'
+    lines[23], lines[29], lines[33] = "[1, 2]", '"just a string"', "\ufeff"  # U+FEFF past the start is no BOM
     text = "\ufeff" + "\r\n".join(lines[:30]) + "\r\n" + "\n".join(lines[30:]) + '\n{"instruction": "cut'
     data = text.encode("utf-8")
     return data.replace(b"q40", b"q\xff\xfe40").replace(b"q45", b"q\xe4\xbd45")

@@ -401,9 +401,9 @@ class _Text:
     the note lists the lines holding U+FFFD, legitimate ones included, as the whole-file reader did.
     """
 
-    def __init__(self, chunks: Iterable[bytes], first_line: int = 1):
+    def __init__(self, chunks: Iterable[bytes], first_line: int = 1, at_start: bool = True):
         self._chunks = chunks
-        self._at_start = first_line == 1  # only the file's first line can start with a byte-order mark
+        self._at_start = at_start  # the text starts the file: a byte-order mark there is one
         self._line = first_line
         self.bom = self.crlf = self.invalid_utf8 = False
         self.replacement_lines: list[int] = []  # the first 11 lines holding U+FFFD (11: to know there are more than 10)
@@ -861,7 +861,7 @@ class RawRange:
 
     def batches(self, max_bytes: int = BATCH_BYTES, max_records: int = BATCH_RECORDS) -> Iterator[list[RawRecord]]:
         with open(self.path, "rb") as f:
-            text = _Text(self._chunks(f), self.first_line)
+            text = _Text(self._chunks(f), self.first_line, self.start == 0)
             parser = _JsonLines(self.path, text.pieces(), "{", self.first_line)
             for batch in _batched(parser.records(), max_bytes, max_records):
                 self.records += len(batch)
@@ -872,7 +872,7 @@ class RawRange:
         """(lines, records): the range's newlines and its non-blank lines, found without parsing a record, so that a
         cheap first pass tells each range of a file its first line and its first record id."""
         with open(self.path, "rb") as f:
-            lines, records, _ = _count_lines(_Text(self._chunks(f), self.first_line).pieces())
+            lines, records, _ = _count_lines(_Text(self._chunks(f), at_start=self.start == 0).pieces())
         return lines, records
 
     def _chunks(self, f: Any) -> Iterator[bytes]:
