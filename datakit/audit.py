@@ -51,10 +51,10 @@ class Audit:
 
     def __init__(self, source: str | Path | Dataset | LinedInput, config: AuditConfig, *, progress: bool = False,
                  engine: str = "local", ray_address: str | None = None, extra_measures: tuple[str, ...] = (),
-                 inline_limit: int = INLINE_FINDINGS, batch_records: int = BATCH_RECORDS):
+                 inline_limit: int = INLINE_FINDINGS, batch_records: int = BATCH_RECORDS, workers: int | None = None):
         self.source, self.config, self.progress = source, config, progress
         self.engine, self.ray_address, self.extra_measures = engine, ray_address, extra_measures
-        self.inline_limit, self.batch_records = inline_limit, batch_records
+        self.inline_limit, self.batch_records, self.workers = inline_limit, batch_records, workers
         self.spill: Spill | None = None
         self.against: list[Dataset] = []
         self._sidecar: Path | None = None
@@ -84,15 +84,14 @@ class Audit:
                 with stages.step("reading eval sets"):
                     self.against = [load(p) for p in config.leakage.against]
             plan = Plan.of(rules, self.extra_measures)
-            for other in self.against:
-                ensure(other, plan.measures, config)
-            ctx = RuleContext(config=config, against=self.against, path=path, measured=measurement_facts(plan, config))
+            ctx = RuleContext(config=config, against=self.against, path=path,
+                              measured=measurement_facts(plan, config, self.against))
             if self.engine == "ray":
                 from datakit.engine.ray_engine import run_ray
 
                 run = run_ray(inputs, plan, ctx, self.spill, stages, self.ray_address)
             else:
-                run = run_local(inputs, plan, ctx, self.spill, stages)
+                run = run_local(inputs, plan, ctx, self.spill, stages, self.workers)
             with stages.step("building the report"):
                 self.report = self._report(path, run, rules, ctx, time.perf_counter() - started)
 
@@ -208,13 +207,21 @@ def audit(path: str | Path, config: AuditConfig | None = None, *, config_file: s
         return run.report
 
 
-def measurement_facts(plan: Plan, config: AuditConfig) -> dict:
-    """What rules are told about the measurements before any batch: the tokenizer counting tokens."""
-    if "tokens" not in plan.measures:
-        return {}
-    from datakit.measure.tokens import counter
+def measurement_facts(plan: Plan, config: AuditConfig, against: list[Dataset]) -> dict:
+    """What is prepared before any batch: the tokenizer's name, and the eval sets measured and indexed once (every
+    batch, in every worker, compares with the same index)."""
+    facts = {}
+    if "tokens" in plan.measures:
+        from datakit.measure.tokens import counter
 
-    return {"tokenizer": counter(config.length.tokenizer).name}
+        facts["tokenizer"] = counter(config.length.tokenizer).name
+    if "contamination" in plan.measures and against:
+        from datakit.measure.contamination import EvalIndex
+
+        for other in against:
+            ensure(other, ["norm_hash", "minhash"], config)
+        facts["evals"] = EvalIndex.build(against, config)
+    return facts
 
 
 def _checksum(sources: list) -> str:

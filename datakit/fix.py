@@ -128,7 +128,7 @@ class _Fixer:
         self.path, self.config, self.rules, self.actions, self.run, self.work = path, config, rules, actions, run, work
         self.owners = {c.code: rule for rule in rules for c in rule.codes}
         self.plan = Plan.of(rules)
-        self.ctx = RuleContext(config=config, against=run.against, path=str(path), measured=measurement_facts(self.plan, config))
+        self.ctx = RuleContext(config=config, against=run.against, path=str(path), measured=measurement_facts(self.plan, config, run.against))
         self.records = self.rounds = self.rejected_count = 0
         self.repaired: Counter = Counter()  # code -> kept records repaired for it (corrected once relations are judged)
         self.dropped: Counter = Counter()
@@ -198,7 +198,7 @@ class _Fixer:
         other records are judged in pass 3)."""
         now = edited([records[i] for i in changed], [objects[i] for i in changed])
         ds = dataset_of(self.source, now, self.config.label_field, self.container, self.gzip)
-        ensure(ds, self.plan.measures, self.config)
+        ensure(ds, self.plan.measures, self.config, self.ctx.measured.get("evals"))
         found = _reasons(with_messages(concat_findings([rule.check(ds, self.ctx) for rule in self.rules])), self.actions, 0)
         return {i: found.get(sub, []) for sub, i in enumerate(changed)}
 

@@ -17,7 +17,6 @@ from datakit.engine.inputs import FrameInput
 from datakit.engine.local import FINDINGS, run_local
 from datakit.engine.spill import Spill
 from datakit.io.read import RawRecord
-from datakit.measure import ensure
 from datakit.normalise import normalise
 from datakit.progress import Stages
 from schemas.config import AuditConfig
@@ -48,9 +47,7 @@ def audit_records(ds: Dataset, config: AuditConfig, against: Sequence[Dataset] =
 
     rules = list(rules) if rules is not None else select(config.only, config.skip)
     plan = Plan.of(rules)
-    for other in against:
-        ensure(other, plan.measures, config)
-    ctx = RuleContext(config=config, against=list(against), path=ds.path, measured=measurement_facts(plan, config))
+    ctx = RuleContext(config=config, against=list(against), path=ds.path, measured=measurement_facts(plan, config, list(against)))
     with Spill() as spill:
         run = run_local(FrameInput(ds), plan, ctx, spill, Stages(enabled=False))
         found = spill.scan(FINDINGS).collect()

@@ -11,9 +11,9 @@ from datakit.config import build_config
 from tests.planted import EVAL_SET, write_planted
 
 
-def audited(path, batch_records: int) -> tuple[list[str], dict, dict]:
+def audited(path, batch_records: int, workers: int = 1) -> tuple[list[str], dict, dict]:
     config = build_config(label_field="category", against=[str(EVAL_SET)])
-    with Audit(path, config, batch_records=batch_records) as run:
+    with Audit(path, config, batch_records=batch_records, workers=workers) as run:
         rows = sorted(json.dumps(r, sort_keys=True, ensure_ascii=False) for r in run.findings_frame().to_dicts())
         return rows, {f.family: f.summary for f in run.report.families}, run.report.profile.model_dump()
 
@@ -32,10 +32,11 @@ def test_planted_set_has_every_cross_record_problem(whole):
     assert summaries["near_duplicate"]["clusters"] >= 30
 
 
-@pytest.mark.parametrize("batch_records", [97, 1000])
-def test_small_batches_find_exactly_what_one_batch_finds(whole, batch_records):
+@pytest.mark.parametrize(("batch_records", "workers"), [(97, 1), (1000, 1), (500, 2)])
+def test_small_batches_find_exactly_what_one_batch_finds(whole, batch_records, workers):
+    """In one process, and spread over two worker processes."""
     path, (rows, summaries, profile) = whole
-    batched_rows, batched_summaries, batched_profile = audited(path, batch_records)
+    batched_rows, batched_summaries, batched_profile = audited(path, batch_records, workers)
     assert batched_rows == rows  # every field of every finding: rule, line, related line, message, excerpt, ...
     assert batched_summaries == summaries
     assert batched_profile == profile

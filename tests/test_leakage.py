@@ -7,10 +7,12 @@ import json
 import polars as pl
 import pytest
 
+from datakit.measure.contamination import NgramIndex, token_lists
+from datakit.measure.copying import answer_shares
 from datakit.normalise import load
 from schemas.config import AuditConfig
 from tests.conftest import EXAMPLES, audit_json, lines_for, run_cli, run_rule
-from validators.leakage import LeakageRules, NgramIndex, answer_shares, token_lists
+from validators.leakage import LeakageRules
 
 ALPACA_EVAL = EXAMPLES / "alpaca_eval_sample.json"
 BELLE = EXAMPLES / "belle_sample.jsonl"
@@ -310,7 +312,7 @@ def test_chinese_instruction_set_is_not_flagged_against_belle_by_common_phrases(
 
 
 def test_scanning_in_small_batches_finds_the_same_matches(monkeypatch):
-    import validators.leakage as leakage_module
+    import datakit.measure.contamination as leakage_module
 
     eval_text = " ".join(f"word{i}" for i in range(40))
     index = NgramIndex([(0, eval_text)], n_word=13, n_cjk=20)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from datakit.engine.inputs import RawBatch
 from datakit.measure import ensure, per_record
 from datakit.measure.lsh import lsh_state
 from schemas.dataset import Dataset
@@ -43,12 +44,16 @@ class BatchOutput:
     timings: Counter = field(default_factory=Counter)
 
 
-def audit_batch(batch: Dataset, plan: Plan, ctx: RuleContext) -> BatchOutput:
+def audit_batch(batch: Dataset | RawBatch, plan: Plan, ctx: RuleContext) -> BatchOutput:
     """Findings of the per-record checks on `batch` and every state kept from it (by family, plus RECORDS/LSH)."""
     timings: Counter = Counter()
+    if isinstance(batch, RawBatch):
+        started = time.perf_counter()
+        batch = batch.normalised()
+        timings["normalise"] += time.perf_counter() - started
     for name in plan.measures:
         started = time.perf_counter()
-        ensure(batch, [name], ctx.config)
+        ensure(batch, [name], ctx.config, ctx.measured.get("evals"))
         timings[f"measure {name}"] += time.perf_counter() - started
     found, states = [], {}
     for rule in plan.rules:

@@ -35,6 +35,19 @@ def shard_files(path: str | Path) -> list[Path]:
 
 
 @dataclass
+class RawBatch:
+    """Consecutive records as read, not yet normalised: what is sent to a worker (normalising is per-batch work)."""
+
+    path: str
+    records: list[RawRecord]
+    first_id: int
+    label_field: str | None = None
+
+    def normalised(self) -> Dataset:
+        return normalise(self.records, self.path, self.label_field, self.first_id)
+
+
+@dataclass
 class FileInput:
     """Records streamed from one file or a directory of shards, batch by batch, never the whole input at once."""
 
@@ -50,13 +63,13 @@ class FileInput:
         self.files = shard_files(self.path)
         self.size = sum(f.stat().st_size for f in self.files if f.exists())
 
-    def batches(self) -> Iterator[Dataset]:
+    def batches(self) -> Iterator[RawBatch]:
         first_id, done = 0, 0
         for file in self.files:
             stream = open_raw(file)
             for records in stream.batches(self.batch_bytes, self.batch_records):
                 self.position = done + stream.position
-                yield normalise(records, stream.path, self.label_field, first_id)
+                yield RawBatch(stream.path, records, first_id, self.label_field)
                 first_id += len(records)
             done += stream.size
             self.position = done
@@ -104,7 +117,7 @@ class LinedInput:
     def size(self) -> int:
         return self.path.stat().st_size
 
-    def batches(self) -> Iterator[Dataset]:
+    def batches(self) -> Iterator[RawBatch]:
         first_id, records = 0, []
         with open(self.path, encoding="utf-8") as f:
             for text in f:
@@ -112,8 +125,8 @@ class LinedInput:
                 item = json.loads(text)
                 records.append(RawRecord(item["line"], json.dumps(item["record"], ensure_ascii=False), item["record"]))
                 if len(records) == self.batch_records:
-                    yield normalise(records, self.source, self.label_field, first_id)
+                    yield RawBatch(self.source, records, first_id, self.label_field)
                     first_id, records = first_id + len(records), []
         if records or not first_id:
-            yield normalise(records, self.source, self.label_field, first_id)
+            yield RawBatch(self.source, records, first_id, self.label_field)
         self.sources = [SourceFile(self.source, records=first_id + len(records))]

@@ -2,17 +2,22 @@
 the end of the audit (clusters across records, each family's `finish`) over what was kept."""
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from datakit.engine.batch import LSH, Plan, audit_batch
-from datakit.engine.inputs import FileInput, FrameInput
+from datakit.engine.batch import LSH, BatchOutput, Plan, audit_batch
+from datakit.engine.inputs import FileInput, FrameInput, LinedInput
 from datakit.engine.spill import Spill
 from datakit.measure.lsh import cluster_state, lsh_params
+from datakit.measure.parallel import SERIAL_ENV, cores
 from datakit.progress import Stages
 from schemas.dataset import SourceFile
 from validators.base import RuleContext
@@ -31,19 +36,15 @@ class EngineRun:
     timings: Counter = field(default_factory=Counter)
 
 
-def run_local(inputs: FileInput | FrameInput, plan: Plan, ctx: RuleContext, spill: Spill, stages: Stages) -> EngineRun:
+def run_local(inputs: FileInput | FrameInput | LinedInput, plan: Plan, ctx: RuleContext, spill: Spill, stages: Stages,
+              workers: int | None = None) -> EngineRun:
+    """Every batch through `audit_batch`, in order, spilled as it comes; then `finish`. Batches run in `workers`
+    processes (default: one per core when the input spans several batches), so reading, normalising, measuring and
+    checking use every core; results are taken in input order, so the answers never depend on the workers."""
     timings: Counter = Counter()
-    name = Path(str(getattr(inputs, "path", inputs.size))).name if isinstance(inputs, FileInput) else "records"
-    advance = stages.records(f"auditing {name}", inputs.size)
+    advance = stages.records(f"auditing {Path(ctx.path).name or 'records'}", inputs.size)
     records = 0
-    batches = iter(inputs.batches())
-    while True:
-        started = time.perf_counter()
-        batch = next(batches, None)
-        timings["read + normalise"] += time.perf_counter() - started
-        if batch is None:
-            break
-        out = audit_batch(batch, plan, ctx)
+    for out in _outputs(inputs, plan, ctx, _workers(inputs, workers), timings):
         timings.update(out.timings)
         started = time.perf_counter()
         spill.add(FINDINGS, out.findings)
@@ -57,14 +58,64 @@ def run_local(inputs: FileInput | FrameInput, plan: Plan, ctx: RuleContext, spil
     return EngineRun(summaries, inputs.sources, records, timings)
 
 
-def finish(plan: Plan, ctx: RuleContext, spill: Spill, stages: Stages, timings: Counter) -> dict[str, dict]:
+def _workers(inputs: FileInput | FrameInput | LinedInput, asked: int | None) -> int:
+    if asked is not None:
+        return asked
+    several = isinstance(inputs, FileInput) and inputs.size > 2 * inputs.batch_bytes
+    return cores() if several else 1
+
+
+def _outputs(inputs, plan: Plan, ctx: RuleContext, workers: int, timings: Counter) -> Iterator[BatchOutput]:
+    """The output of every batch in input order, computed here or in `workers` spawned processes (polars must not
+    be forked); at most workers + 1 batches are in flight, so memory holds a few batches, never the input."""
+    batches = _timed_iter(inputs.batches(), timings, "read")
+    if workers <= 1:
+        yield from (audit_batch(batch, plan, ctx) for batch in batches)
+        return
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+                             initargs=(plan, ctx)) as pool:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.submit(_audit_in_worker, batch))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+_worker: tuple[Plan, RuleContext] | None = None  # set in each batch worker
+
+
+def _start_worker(plan: Plan, ctx: RuleContext) -> None:
+    global _worker
+    os.environ[SERIAL_ENV] = "1"  # the cores are taken by the batch workers: measurements run in-process
+    _worker = (plan, ctx)
+
+
+def _audit_in_worker(batch) -> BatchOutput:
+    return audit_batch(batch, *_worker)
+
+
+def _timed_iter(items: Iterator, timings: Counter, name: str) -> Iterator:
+    while True:
+        started = time.perf_counter()
+        item = next(items, None)
+        timings[name] += time.perf_counter() - started
+        if item is None:
+            return
+        yield item
+
+
+def finish(plan: Plan, ctx: RuleContext, spill: Spill, stages: Stages, timings: Counter,
+           clusters: Callable[[], pl.DataFrame] | None = None) -> dict[str, dict]:
     """Clusters across records when a rule needs them, then each family's `finish` over its kept state; their
-    findings join the spill. Shared by every engine."""
+    findings join the spill. Shared by every engine: `clusters()` finds the near-duplicate clusters where the LSH
+    state lies (default: the spill)."""
     if plan.near_dup:
         cfg = ctx.config.near_duplicate
         with stages.step("near-duplicate clusters"), _timed(timings, "near-duplicate clusters"):
-            state = spill.scan(LSH)
-            ctx.measured["near_dup"] = cluster_state(state, cfg.threshold, cfg.num_perm)
+            found = clusters() if clusters else cluster_state(spill.scan(LSH), cfg.threshold, cfg.num_perm)
+            ctx.measured["near_dup"] = found
             ctx.measured["lsh_params"] = lsh_params(cfg.threshold, cfg.num_perm)
     summaries = {}
     for rule in plan.rules:
@@ -83,7 +134,3 @@ class _timed:
 
     def __exit__(self, *exc) -> None:
         self.timings[self.name] += time.perf_counter() - self.started
-
-
-def scan_findings(spill: Spill) -> pl.LazyFrame | None:
-    return spill.scan(FINDINGS)

@@ -225,7 +225,11 @@ def cluster_state(state: pl.LazyFrame, threshold: float, num_perm: int) -> pl.Da
     def prefer(rows: np.ndarray) -> np.ndarray:
         return -rows_of("response_chars", rows)["response_chars"].to_numpy().astype(np.float64)
 
-    found = cluster_candidates(i, j, fetch, threshold, prefer)
+    return cluster_frame(cluster_candidates(i, j, fetch, threshold, prefer), ids)
+
+
+def cluster_frame(found: Clusters, ids: np.ndarray) -> pl.DataFrame:
+    """`cluster_state`'s frame of clusters found over rows whose record ids are `ids` (a row is a position in it)."""
     return pl.DataFrame({
         "id": ids[found.rows],
         "near_dup_cluster": found.cluster,

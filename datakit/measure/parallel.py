@@ -16,12 +16,19 @@ Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 
+SERIAL_ENV = "DATAKIT_SERIAL_MEASURES"  # set in processes that are themselves one of several workers
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def workers(batches: int) -> int:
-    """Processes to use: one per available core, at most one per batch; 1 when fork is unavailable."""
-    if batches < 2 or "fork" not in mp.get_all_start_methods():
+    """Processes to use: one per available core, at most one per batch; 1 when fork is unavailable or this process
+    is already one of the audit engine's batch workers (the cores are taken)."""
+    if batches < 2 or "fork" not in mp.get_all_start_methods() or os.environ.get(SERIAL_ENV):
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(batches, cores))
+    return max(1, min(batches, cores()))
 
 
 def map_batches(fn: Callable[[Job], Result], jobs: Iterable[Job], batches: int,
