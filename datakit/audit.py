@@ -92,6 +92,7 @@ class Audit:
                 run = run_ray(inputs, plan, ctx, self.spill, stages, self.ray_address)
             else:
                 run = run_local(inputs, plan, ctx, self.spill, stages, self.workers)
+            self.measured = ctx.measured
             with stages.step("building the report"):
                 self.report = self._report(path, run, rules, ctx, time.perf_counter() - started)
 

@@ -2,12 +2,16 @@
 
 Records are grouped first (same prompt or same record by the normalised hashes, near-duplicates by the
 near_duplicate rule's MinHash clusters), and whole groups are assigned, so no cluster straddles two splits.
-Then the leakage rule checks train against eval and test exactly as `datakit audit --against` would;
-any eval/test group it still finds in train (a shared 13-gram is looser than a near-duplicate
-cluster) is moved into train, until none is left. The same input and seed give the same files.
+The grouping comes from one streamed audit pass (`datakit.audit.Audit`, near-duplicate family only), which keeps
+a few numbers per record; the files are then written by streaming the input again, so memory never holds the
+records. When the held-out splits are small enough to index (DECONTAMINATE_MAX records), the leakage rule then
+checks train against them exactly as `datakit audit --against` would; any eval/test group it still finds in train
+(a shared 13-gram is looser than a near-duplicate cluster) is moved into train, until none is left. The same input
+and seed give the same files.
 """
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,19 +23,21 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from datakit.audit import Audit
 from datakit.config import build_config
-from datakit.io.read import RawRecord, read_raw
-from datakit.io.write import refuse_overwrite, suffix_for, unreadable, write_records
-from datakit.measure import ensure
-from datakit.measure.lsh import components, near_duplicate_clusters
-from datakit.measure.normal import normalised
-from datakit.normalise import normalise
-from datakit.recheck import check, dataset_of
+from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
+from datakit.io.atomic import atomic_open
+from datakit.io.read import InputError, open_raw
+from datakit.io.write import refuse_overwrite, rejection, suffix_for, write_records
+from datakit.measure.lsh import components
 from schemas.config import AuditConfig
-from schemas.dataset import Dataset
 
 SPLITS = ("train", "eval", "test")
 MAX_ROUNDS = 20  # leakage re-checks; each moves groups out of eval/test, so it ends, and usually after one
+# The n-gram leakage check indexes every held-out text in memory: above this many held-out records it is skipped
+# (and said so); duplicates, shared prompts and near-duplicate clusters are still kept whole.
+DECONTAMINATE_MAX = 20_000
+_EMPTY_PROMPT = pl.Series([""]).hash(seed=0)[0]  # the normalised hash of an empty prompt: not a shared prompt
 
 
 @dataclass
@@ -50,7 +56,7 @@ class SplitResult:
 
 def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share: float = 0.1, test_share: float = 0.0,
           stratify: str | None = None, seed: int = 0, config: AuditConfig | None = None,
-          config_file: str | Path | None = None, **options: Any) -> SplitResult:
+          config_file: str | Path | None = None, progress: bool = False, **options: Any) -> SplitResult:
     """Split `path` into OUTPUT_DIR/train, eval (and test when `test_share` > 0), in the input's format; the default
     OUTPUT_DIR is `<input name>_split` next to the input.
 
@@ -61,110 +67,165 @@ def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share:
     if not (0 < eval_share < 1) or not (0 <= test_share < 1) or eval_share + test_share >= 1:
         raise ValueError(f"--eval {eval_share} --test {test_share}: shares must be in (0, 1) and leave records for "
                          "train, e.g. --eval 0.1 --test 0.1.")
-    raw = read_raw(path)
-    ds = normalise(raw.records, raw.path, stratify)
-    if stratify and ds.frame["label"].null_count() == ds.frame.height:
-        raise ValueError(f"{path}: no record has the field '{stratify}'; check --stratify (the class/label field).")
-    readable = [i for i, r in enumerate(raw.records) if r.error is None]
-    group_of = _groups(ds, config)
-    assigned = _assign(readable, group_of, ds.frame["label"].to_list() if stratify else None, eval_share, test_share, seed)
     out_dir = Path(output_dir) if output_dir is not None else Path(path).with_name(Path(path).name.split(".")[0] + "_split")
-    suffix = suffix_for(raw.container, raw.gzip)
     names = [s for s in SPLITS if s != "test" or test_share > 0]
-    files = {s: out_dir / f"{s}{suffix}" for s in names}
+    grouping = config.model_copy(update={"only": ["near_duplicate"], "skip": [], "label_field": stratify})
+    with Audit(path, grouping, extra_measures=("norm_hash",), progress=progress) as run:
+        rows = run.records().select("id", "line", "valid", "label", "prompt_hash", "record_hash").collect(engine="streaming")
+        clusters = run.measured["near_dup"]
+        container = run.report.profile.container
+        gzip_ = run.report.profile.gzip
+        checksum = run.report.checksum
+    if stratify and rows.filter(pl.col("valid"))["label"].null_count() == rows.filter(pl.col("valid")).height:
+        raise ValueError(f"{path}: no record has the field '{stratify}'; check --stratify (the class/label field).")
+    files = {s: out_dir / f"{s}{suffix_for(container, gzip_)}" for s in names}
     refuse_overwrite("split", [path], [*files.values(), out_dir / "rejected.jsonl"])
+    group_of = _groups(rows, clusters)
+    parsed, unreadable = _reject_unreadable(path, out_dir / "rejected.jsonl")
+    assigned = _assign(rows, parsed, group_of, stratify is not None, eval_share, test_share, seed)
+    result = SplitResult(source=str(path), counts={}, files=files, groups=0, grouped_records=0, moved_for_leakage=0)
+    held_out = int((assigned > 0).sum())
     from validators import select  # imported when called: rule families import datakit.measure, and so datakit
 
-    leakage = [r for r in select() if r.family == "leakage"]
-    moved = _decontaminate(raw.records, raw.path, files, assigned, group_of, config, leakage[0]) if leakage else 0
-    sizes = Counter(group_of[i] for i in readable)
-    result = SplitResult(source=raw.path, counts={s: sum(1 for i in readable if assigned[i] == s) for s in names},
-                         files=files, groups=sum(1 for n in sizes.values() if n > 1),
-                         grouped_records=sum(n for n in sizes.values() if n > 1), moved_for_leakage=moved)
-    if stratify:
-        labels = ds.frame["label"].to_list()
-        result.labels = {s: dict(sorted(Counter(labels[i] or "(missing)" for i in readable if assigned[i] == s).items()))
-                         for s in names}
-    rows = unreadable(raw)
-    if rows:
-        result.rejected, result.rejected_path = len(rows), out_dir / "rejected.jsonl"
-        write_records(result.rejected_path, rows, "jsonl")
-        result.notes.append(f"{len(rows)} unreadable record(s) -> {result.rejected_path}; run `datakit fix` before splitting.")
-    for s in names:
-        write_records(files[s], (raw.records[i].obj for i in readable if assigned[i] == s), raw.container, raw.gzip)
-    asked = {"eval": eval_share, "test": test_share}
-    for s in names[1:]:
-        if result.counts[s] < 0.5 * asked[s] * len(readable):
-            result.notes.append(f"{s} holds {result.counts[s]} records, under half of the {asked[s]:.0%} asked: most "
-                                "records share text with others (duplicates, near-duplicates or long common passages), "
-                                "so few can be held out without leaking. Deduplicate first (`datakit fix`).")
+    leakage = any(r.family == "leakage" for r in select())
+    if leakage and held_out <= DECONTAMINATE_MAX:
+        result.moved_for_leakage = _decontaminate(path, files, assigned, group_of, config, (container, gzip_, checksum))
+    else:
+        _write_splits(path, files, assigned, container, gzip_, checksum)
+    if leakage and held_out > DECONTAMINATE_MAX:
+        result.notes.append(f"{held_out:,} held-out records are more than the {DECONTAMINATE_MAX:,} the n-gram leakage "
+                            "check indexes in memory: duplicates, shared prompts and near-duplicate clusters were kept "
+                            "whole, but train was not checked against eval with n-grams. Audit it with `datakit audit "
+                            "train --against eval` on a machine with the memory, or split a smaller eval share.")
     if not leakage:
         result.notes.append("the leakage rule is not installed: groups of near-duplicates were kept whole, but train was "
                             "not checked against eval with n-grams.")
+    sizes = Counter(group_of[assigned >= 0].tolist())
+    result.counts = {s: int((assigned == k).sum()) for k, s in enumerate(SPLITS) if s in names}
+    result.groups = sum(1 for n in sizes.values() if n > 1)
+    result.grouped_records = sum(n for n in sizes.values() if n > 1)
+    if stratify:
+        labels = rows["label"].to_list()
+        result.labels = {s: dict(sorted(Counter(labels[i] or "(missing)" for i in np.flatnonzero(assigned == k).tolist()).items()))
+                         for k, s in enumerate(SPLITS) if s in names}
+    if unreadable:
+        result.rejected, result.rejected_path = unreadable, out_dir / "rejected.jsonl"
+        result.notes.append(f"{unreadable} unreadable record(s) -> {result.rejected_path}; run `datakit fix` before splitting.")
+    asked = {"eval": eval_share, "test": test_share}
+    total = int((assigned >= 0).sum())
+    for s in names[1:]:
+        if result.counts[s] < 0.5 * asked[s] * total:
+            result.notes.append(f"{s} holds {result.counts[s]} records, under half of the {asked[s]:.0%} asked: most "
+                                "records share text with others (duplicates, near-duplicates or long common passages), "
+                                "so few can be held out without leaking. Deduplicate first (`datakit fix`).")
     return result
 
 
-def _groups(ds: Dataset, config: AuditConfig) -> list[int]:
-    """Group id per row: rows that share a prompt (the leakage rule's exact match), a whole record, or a
-    near-duplicate cluster (the near_duplicate rule's, from `datakit.measure.minhash`) share one, linked
-    through any chain of these (connected components, as near-duplicate clusters are found)."""
-    ensure(ds, ["norm_hash", "minhash"], config)
-    valid = ds.frame.filter(pl.col("valid"))
-    sigs = valid["minhash"].to_numpy().reshape(valid.height, config.near_duplicate.num_perm)
-    found = near_duplicate_clusters(sigs, config.near_duplicate.threshold)
-    cluster = np.full(valid.height, None, dtype=object)
-    cluster[found.rows] = found.cluster
-    valid = valid.with_columns(pl.Series("near_dup_cluster", cluster.tolist(), dtype=pl.Int64))
-    keyed = {"prompt_hash": valid.filter(normalised("prompt") != ""), "record_hash": valid, "near_dup_cluster": valid}
-    edges = pl.concat([rows.select("id", key).drop_nulls().select(pl.col("id").min().over(key).alias("first"), "id")
-                       for key, rows in keyed.items()])
-    return components(ds.frame.height, edges["first"].to_numpy(), edges["id"].to_numpy())[1].tolist()
+def _groups(rows: pl.DataFrame, clusters: pl.DataFrame) -> np.ndarray:
+    """Group id per record: records that share a prompt (the leakage rule's exact match), a whole record, or a
+    near-duplicate cluster share one, linked through any chain of these (connected components, as near-duplicate
+    clusters are found)."""
+    valid = rows.filter(pl.col("valid")).join(clusters.select("id", "near_dup_cluster"), on="id", how="left")
+    keyed = {"prompt_hash": valid.filter(pl.col("prompt_hash") != _EMPTY_PROMPT), "record_hash": valid,
+             "near_dup_cluster": valid}
+    edges = pl.concat([part.select("id", key).drop_nulls().select(pl.col("id").min().over(key).alias("first"), "id")
+                       for key, part in keyed.items()])
+    return components(rows.height, edges["first"].to_numpy(), edges["id"].to_numpy())[1]
 
 
-def _assign(readable: list[int], group_of: list[int], labels: list[str | None] | None, eval_share: float,
-            test_share: float, seed: int) -> dict[int, str]:
-    """Split name per record: whole groups, in a seeded order, fill eval then test up to their share of each stratum."""
+def _assign(rows: pl.DataFrame, readable: np.ndarray, group_of: np.ndarray, stratified: bool, eval_share: float,
+            test_share: float, seed: int) -> np.ndarray:
+    """Split per record (0 train, 1 eval, 2 test, -1 unreadable): whole groups, in a seeded order, fill eval then test
+    up to their share of each stratum."""
+    labels = rows["label"].to_list() if stratified else None
     groups: dict[int, list[int]] = {}
-    for i in readable:
-        groups.setdefault(group_of[i], []).append(i)
+    for i in np.flatnonzero(readable).tolist():
+        groups.setdefault(int(group_of[i]), []).append(i)
     strata: dict[str, list[list[int]]] = {}
     for members in groups.values():
         key = Counter(labels[i] or "" for i in members).most_common(1)[0][0] if labels else ""
         strata.setdefault(key, []).append(members)
-    assigned: dict[int, str] = {}
+    assigned = np.full(rows.height, -1, dtype=np.int8)
     for key in sorted(strata):
         stratum = sorted(strata[key])  # by first member: the order does not depend on hashing
         random.Random(f"{seed}/{key}").shuffle(stratum)
         n = sum(len(g) for g in stratum)
-        want = {"eval": int(n * eval_share + 0.5), "test": int(n * test_share + 0.5)}
-        have = {"eval": 0, "test": 0}
+        want = {1: int(n * eval_share + 0.5), 2: int(n * test_share + 0.5)}
+        have = {1: 0, 2: 0}
         for members in stratum:
-            target = next((s for s in ("eval", "test") if have[s] + len(members) <= want[s]), "train")
+            target = next((s for s in (1, 2) if have[s] + len(members) <= want[s]), 0)
             have[target] = have.get(target, 0) + len(members)
-            assigned.update((i, target) for i in members)
+            assigned[members] = target
     return assigned
 
 
-def _decontaminate(records: list[RawRecord], source: str, files: dict[str, Path], assigned: dict[int, str],
-                   group_of: list[int], config: AuditConfig, leakage) -> int:
-    """Move into train every eval/test group the leakage rule finds in train, until it finds none; returns records moved."""
-    by_line = {r.line: i for i, r in enumerate(records)}
+def _decontaminate(path: str | Path, files: dict[str, Path], assigned: np.ndarray, group_of: np.ndarray,
+                   config: AuditConfig, written_as: tuple[str, bool, str]) -> int:
+    """Write the splits, and move into train every eval/test group the leakage rule finds in train, until it finds
+    none (the files on disk are then the final ones); returns records moved."""
     held_out = [s for s in files if s != "train"]
     moved = 0
     for _ in range(MAX_ROUNDS):
-        parts = {s: dataset_of(str(files[s]), [records[i] for i in sorted(assigned) if assigned[i] == s],
-                               container="jsonl") for s in files}
-        found = check(parts["train"], config, [parts[s] for s in held_out], [leakage])
-        hits = found.filter(pl.col("related_source").is_in([str(files[s]) for s in held_out])
-                            & pl.col("related_line").is_not_null())
+        _write_splits(path, files, assigned, *written_as)
+        check = config.model_copy(update={"only": ["leakage"], "skip": [],
+                                          "leakage": config.leakage.model_copy(update={"against": [str(files[s]) for s in held_out]})})
+        with Audit(files["train"], check) as run:
+            hits = (run.findings().filter(pl.col("related_source").is_in([str(files[s]) for s in held_out])
+                                          & pl.col("related_line").is_not_null())
+                    .select("related_source", "related_line").collect(engine="streaming"))
         if hits.height == 0:
             break
-        groups = {group_of[by_line[line]] for line in hits["related_line"].to_list()}
-        for i, s in assigned.items():
-            if s != "train" and group_of[i] in groups:
-                assigned[i] = "train"
-                moved += 1
+        groups = set()
+        for source, line in hits.iter_rows():
+            k = SPLITS.index(next(s for s in held_out if str(files[s]) == source))
+            members = np.flatnonzero(assigned == k)
+            groups.add(int(group_of[members[line - 1]]))  # line n of a held-out file is its n-th record
+        moving = np.isin(group_of, list(groups)) & (assigned > 0)
+        moved += int(moving.sum())
+        assigned[moving] = 0
+    else:  # the last round moved records: write what it decided
+        _write_splits(path, files, assigned, *written_as)
     return moved
+
+
+def _write_splits(path: str | Path, files: dict[str, Path], assigned: np.ndarray, container: str, gzip_: bool,
+                  checksum: str) -> None:
+    """Each split's file, streaming the input once per file (records in input order)."""
+    for k, s in enumerate(SPLITS):
+        if s in files:
+            write_records(files[s], _records_of(path, assigned, k, checksum), container, gzip_)
+
+
+def _records_of(path: str | Path, assigned: np.ndarray, k: int, checksum: str):
+    stream = open_raw(path)
+    first = 0
+    for batch in stream.batches(BATCH_BYTES, BATCH_RECORDS):
+        for offset, rec in enumerate(batch):
+            if assigned[first + offset] == k:
+                yield rec.obj
+        first += len(batch)
+    if stream.checksum != checksum:
+        raise InputError(f"{path}: the file changed while it was being split; run `datakit split` again once nothing "
+                         "writes to it.")
+
+
+def _reject_unreadable(path: str | Path, target: Path) -> tuple[np.ndarray, int]:
+    """(per record: it parsed as JSON, how many did not): those, with the reason, go to `target`, which is kept only
+    when there are some."""
+    parsed: list[bool] = []
+    with atomic_open(target) as out:
+        for batch in open_raw(path).batches(BATCH_BYTES, BATCH_RECORDS):
+            for r in batch:
+                parsed.append(r.error is None)
+                if r.error is not None:
+                    out.write(json.dumps(rejection(str(path), r.line, r.text, None, [{
+                        "rule": "format.invalid_json", "severity": "error", "fix": "drop",
+                        "message": f"line {r.line} is not valid JSON: {r.error}. It cannot be written as a record; repair "
+                                   "it by hand or run `datakit fix` first."}]), ensure_ascii=False) + "\n")
+    count = parsed.count(False)
+    if not count:
+        target.unlink()
+    return np.array(parsed, dtype=bool), count
 
 
 def print_summary(result: SplitResult, console: Console) -> None:

@@ -78,7 +78,8 @@ def record_state(batch: Dataset) -> pl.DataFrame:
     valid, its format and label, and the measurements taken (token counts, text lengths, hash, language)."""
     frame = batch.frame
     chars = lambda c: pl.col(c).fill_null("").str.strip_chars().str.len_chars().cast(pl.Int64)
-    optional = [c for c in ("prompt_tokens", "response_tokens", "tokens", "record_hash", "response_lang") if c in frame.columns]
+    optional = [c for c in ("prompt_tokens", "response_tokens", "tokens", "prompt_hash", "record_hash", "response_lang")
+                if c in frame.columns]
     return frame.select("id", "source", "line", "valid", "format", "label",
                         pl.when(pl.col("valid")).then(chars("prompt")).alias("prompt_chars"),
                         pl.when(pl.col("valid")).then(chars("response")).alias("response_chars"), *optional)
