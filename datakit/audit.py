@@ -135,7 +135,8 @@ class Audit:
         """The findings as a Parquet file (written once, in the run's temporary folder): rule by rule, by line."""
         if self._sidecar is None:
             self._sidecar = self.spill.dir / SIDECAR
-            write_sidecar(self.findings(), self._sidecar)
+            with self.spill.writing():
+                write_sidecar(self.findings(), self._sidecar)
         return self._sidecar
 
     # --- the report -------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ findings at or above --fail-on end with exit status 1.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ app = typer.Typer(help="Audit, repair, rebalance and split supervised fine-tunin
                   add_completion=False, pretty_exceptions_enable=False)
 out = Console()
 err = Console(stderr=True)
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # a write failed for want of space
 USER_ERRORS = (InputError, ConfigError, TokenizerError, GxUnavailable, ValueError, FileNotFoundError, IsADirectoryError,
                PermissionError)
 
@@ -264,8 +266,14 @@ def main() -> None:
     except USER_ERRORS as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         sys.exit(2)
-    except Exception as e:  # click usage errors and anything unforeseen: one line, never a traceback
+    except Exception as e:  # a full disk, click usage errors and anything unforeseen: one line, never a traceback
         import click
+
+        if isinstance(e, OSError) and e.errno in FULL:
+            err.print(f"[red]error:[/] cannot write {e.filename or 'an output file'}: {e.strerror} (the disk, a quota or "
+                      "a file-size limit is full). Nothing half-written was left; free space or write elsewhere, then "
+                      "run the command again.", highlight=False)
+            sys.exit(2)
 
         # typer >= 0.29 bundles its own click: its usage errors are not click's classes but show() the same way.
         if isinstance(e, (click.exceptions.ClickException, typer.exceptions.TyperException)) and hasattr(e, "show"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import heapq
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -114,10 +115,22 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
             result.notes.append(f"{clean_path} is written as {_describe(result.container, result.gzip)} like the input, "
                                 "whatever its name says; `datakit convert` changes record formats.")
         if not dry_run:
-            # Rejected first: a CLEAN file on disk always has its REJ next to it.
-            write_records(rej_path, fixer.rejected_rows(), "jsonl")
-            write_records(clean_path, fixer.kept_records(), result.container, result.gzip)
+            _write_both(fixer, result, clean_path, rej_path)
     return result
+
+
+def _write_both(fixer: _Fixer, result: FixResult, clean_path: Path, rej_path: Path) -> None:
+    """CLEAN and REJ are written under temporary names and put in place together, REJ first: a CLEAN on disk always
+    has its REJ beside it, and a failure (a full disk) leaves neither half-written nor one without the other."""
+    pending = [(p.with_name(f".{p.name}.pending"), p) for p in (rej_path, clean_path)]
+    try:
+        write_records(pending[0][0], fixer.rejected_rows(), "jsonl")
+        write_records(pending[1][0], fixer.kept_records(), result.container, result.gzip)
+        for tmp, target in pending:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
 
 
 class _Fixer:
@@ -142,8 +155,9 @@ class _Fixer:
 
     def repair_and_judge(self) -> None:
         by_record = self.work.dir / "reasons.parquet"
-        (self.run.findings().filter(pl.col("record_id").is_not_null()).sort("record_id", maintain_order=True)
-         .sink_parquet(by_record, row_group_size=20_000))
+        with self.work.writing():
+            (self.run.findings().filter(pl.col("record_id").is_not_null()).sort("record_id", maintain_order=True)
+             .sink_parquet(by_record, row_group_size=20_000))
         stream = open_raw(self.path)
         self.container, self.gzip, self.source = stream.container, stream.gzip, stream.path
         with atomic_open(self.work.dir / "survivors.jsonl") as survivors, atomic_open(self.work.dir / "rejected.jsonl") as rejected:

@@ -5,12 +5,19 @@ the end of the audit reads them back as lazy frames (`scan`), which polars strea
 """
 from __future__ import annotations
 
+import errno
+import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
 import polars as pl
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 class Spill:
@@ -39,9 +46,24 @@ class Spill:
         if frame.height == 0 and self._parts.get(name):
             return
         k = self._parts.get(name, 0)
-        frame.write_parquet(self.dir / name / f"part-{k:06d}.parquet", compression="lz4", statistics=False)
+        with self.writing():
+            frame.write_parquet(self.dir / name / f"part-{k:06d}.parquet", compression="lz4", statistics=False)
         self._parts[name] = k + 1
         self.rows[name] = self.rows.get(name, 0) + frame.height
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around a write into this folder: polars reports a full disk as a ComputeError naming the OS error; it
+        becomes the OSError it is, naming the folder and what to do, so the user sees one clear line."""
+        try:
+            yield
+        except pl.exceptions.ComputeError as e:
+            found = re.search(r"os error (\d+)", str(e))
+            if not found or int(found.group(1)) not in _FULL:
+                raise
+            code = int(found.group(1))
+            raise OSError(code, f"{os.strerror(code)} (the audit keeps its working files here; set TMPDIR to a folder "
+                                f"with more room)", str(self.dir)) from None
 
     def has(self, name: str) -> bool:
         return name in self._parts
