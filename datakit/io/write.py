@@ -1,22 +1,26 @@
 """Writing records back in a dataset's own container (JSON Lines, JSON array, Parquet, each optionally gzip), atomically.
 
 Records stream into a temporary file that replaces the target only once complete (`datakit.io.atomic`),
-so a crash mid-way leaves the old file or none. Output is canonical (UTF-8 JSON without ASCII escapes,
+so a crash mid-way leaves the old file or none. `write_records` writes an iterable; `record_writer` takes
+records as a command makes them, so that one pass over an input can fill several files (kept and rejected).
+Memory holds one Parquet row group at most. Output is canonical (UTF-8 JSON without ASCII escapes,
 fixed gzip timestamp), so the same records always give the same bytes.
 """
 from __future__ import annotations
 
 import gzip
-import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
 from datakit.io.atomic import atomic_open
-from datakit.io.read import RawFile
+from datakit.io.read import RawFile, RawRecord
 
 CONTAINERS = ("jsonl", "json", "parquet")
+ROW_GROUP_ROWS = 20_000  # Parquet rows held, then written as one row group; the first group sets the column types
+TO_JSON_LINES = "Write JSON Lines instead (an output name ending in .jsonl)."
 
 
 def _line(record: Any) -> str:
@@ -31,44 +35,145 @@ def _pretty(record: Any) -> str:
 
 def write_records(path: str | Path, records: Iterable[Any], container: str = "jsonl", gzip_: bool = False) -> int:
     """Write `records` to `path` as `container` (jsonl | json | parquet), gzip-compressed when asked; returns the count."""
+    with record_writer(path, container, gzip_) as out:
+        out.write(records)
+    return out.count
+
+
+@contextmanager
+def record_writer(path: str | Path, container: str = "jsonl", gzip_: bool = False) -> Iterator[RecordSink]:
+    """A sink that writes the records it is given to `path` as `container` as they come; the file appears, complete,
+    when the block ends without an error, and not at all otherwise."""
     if container not in CONTAINERS:
         raise ValueError(f"unknown container '{container}'; expected one of {', '.join(CONTAINERS)}.")
-    with atomic_open(path, "wb") as raw:
-        if not gzip_:
-            return _write(raw, records, container, str(path))
-        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as packed:
-            return _write(packed, records, container, str(path))
+    with atomic_open(path, "wb") as raw, _maybe_gzip(raw, gzip_) as f:
+        sink = SINKS[container](f, str(path))
+        try:
+            yield sink
+            sink.close()
+        except BaseException:
+            sink.discard()
+            raise
 
 
-def _write(f: IO[bytes], records: Iterable[Any], container: str, name: str) -> int:
-    n = 0
-    if container == "parquet":
-        rows = list(records)
-        _parquet(f, rows, name)
-        return len(rows)
-    if container == "jsonl":
+def _maybe_gzip(raw: IO[bytes], gzip_: bool) -> Any:
+    return gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if gzip_ else nullcontext(raw)
+
+
+class RecordSink:
+    """Records written one container's way; `count` is how many it was given."""
+
+    def __init__(self, f: IO[bytes], name: str):
+        self.f, self.name, self.count = f, name, 0
+
+    def write(self, records: Iterable[Any]) -> None:
         for record in records:
-            f.write((_line(record) + "\n").encode("utf-8"))
-            n += 1
-        return n
-    for record in records:
-        f.write((("[\n" if n == 0 else ",\n") + _pretty(record)).encode("utf-8"))
-        n += 1
-    f.write(b"\n]\n" if n else b"[]\n")
-    return n
+            self.f.write(self._encoded(record))
+            self.count += 1
+
+    def _encoded(self, record: Any) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Write what ends the file."""
+
+    def discard(self) -> None:
+        """Let go of the file without finishing it (its temporary file is about to be removed)."""
 
 
-def _parquet(f: IO[bytes], rows: list[Any], name: str) -> None:
+class _JsonLinesSink(RecordSink):
+    def _encoded(self, record: Any) -> bytes:
+        return (_line(record) + "\n").encode("utf-8")
+
+
+class _JsonArraySink(RecordSink):
+    def _encoded(self, record: Any) -> bytes:
+        return (("[\n" if self.count == 0 else ",\n") + _pretty(record)).encode("utf-8")
+
+    def close(self) -> None:
+        self.f.write(b"\n]\n" if self.count else b"[]\n")
+
+
+class _ParquetSink(RecordSink):
+    """Rows gathered into row groups of ROW_GROUP_ROWS and written one group at a time.
+
+    A Parquet file has one set of column types, taken from the first group as polars infers them. A later group is
+    cast to them where inferring every row at once would have given the same types (a column missing or all null,
+    integers in a float column, numbers in a text column, struct fields missing); anything else (a new column, a type
+    the first rows did not have) is a clear error that points to JSON Lines.
+    """
+
+    def __init__(self, f: IO[bytes], name: str):
+        super().__init__(f, name)
+        self._rows: list[Any] = []
+        self._writer: Any = None  # pyarrow.parquet.ParquetWriter, opened with the first group
+        self._schema: Any = None  # the first group's polars schema
+
+    def write(self, records: Iterable[Any]) -> None:
+        for record in records:
+            self._rows.append(record)
+            self.count += 1
+            if len(self._rows) == ROW_GROUP_ROWS:
+                self._write_group()
+
+    def close(self) -> None:
+        if self._rows or self._writer is None:
+            self._write_group()
+        self._writer.close()
+
+    def discard(self) -> None:
+        if self._writer is not None:  # else pyarrow closes it when collected, writing to a closed file
+            self._writer.close()
+
+    def _write_group(self) -> None:
+        import pyarrow.parquet as pq
+
+        first_row = self.count - len(self._rows) + 1
+        frame = self._frame(self._rows)
+        self._rows = []
+        if self._writer is None:
+            self._schema = frame.schema
+            table = frame.to_arrow()
+            self._writer = pq.ParquetWriter(self.f, table.schema, compression="zstd")
+        else:
+            table = self._conformed(frame, first_row).to_arrow()
+        self._writer.write_table(table)
+
+    def _frame(self, rows: list[Any]) -> Any:
+        import polars as pl
+
+        try:
+            return pl.DataFrame(rows, infer_schema_length=None)
+        except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as e:
+            raise ValueError(f"{self.name}: records cannot be stored as one Parquet table ({type(e).__name__}: {e}). "
+                             f"{TO_JSON_LINES}") from None
+
+    def _conformed(self, frame: Any, first_row: int) -> Any:
+        """The group with the first group's columns and types, or ValueError naming the columns that do not fit."""
+        import polars as pl
+
+        if frame.schema == self._schema:
+            return frame
+        misfits = [f"{name} ({dtype})" for name, dtype in frame.schema.items()
+                   if name not in self._schema or _supertype(self._schema[name], dtype) != self._schema[name]]
+        if misfits:
+            raise ValueError(f"{self.name}: records cannot be stored as one Parquet table: from row {first_row} on, "
+                             f"column(s) {', '.join(misfits)} do not fit the columns the first {ROW_GROUP_ROWS} rows set "
+                             f"({', '.join(f'{n} ({t})' for n, t in self._schema.items()) or 'none'}). {TO_JSON_LINES}")
+        return pl.concat([pl.DataFrame(schema=self._schema), frame], how="diagonal_relaxed")
+
+
+def _supertype(a: Any, b: Any) -> Any:
+    """The type polars gives a column holding values of types a and b (None when none holds both)."""
     import polars as pl
 
     try:
-        frame = pl.DataFrame(rows, infer_schema_length=None)
-    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as e:
-        raise ValueError(f"{name}: records cannot be stored as one Parquet table ({type(e).__name__}: {e}). "
-                         "Write JSON Lines instead (an output name ending in .jsonl).") from None
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    f.write(buffer.getvalue())
+        return pl.concat([pl.DataFrame(schema={"c": a}), pl.DataFrame(schema={"c": b})], how="vertical_relaxed").schema["c"]
+    except pl.exceptions.PolarsError:
+        return None
+
+
+SINKS: dict[str, type[RecordSink]] = {"jsonl": _JsonLinesSink, "json": _JsonArraySink, "parquet": _ParquetSink}
 
 
 def container_of(path: str | Path, default: tuple[str, bool] = ("jsonl", False)) -> tuple[str, bool]:
@@ -123,7 +228,12 @@ def rejection(source: str, line: int | None, raw: str, record: Any, reasons: lis
 
 def unreadable(raw: RawFile) -> list[dict]:
     """Rejected-file rows for the records of `raw` that are not valid JSON, which cannot be written back as records."""
-    return [rejection(raw.path, r.line, r.text, None, [{
+    return [unreadable_row(raw.path, r) for r in raw.records if r.error is not None]
+
+
+def unreadable_row(source: str, record: RawRecord) -> dict:
+    """The rejected-file row of one record that is not valid JSON (`record.error` is set), for a command that streams."""
+    return rejection(source, record.line, record.text, None, [{
         "rule": "format.invalid_json", "severity": "error", "fix": "drop",
-        "message": f"line {r.line} is not valid JSON: {r.error}. It cannot be written as a record; repair it by hand "
-                   "or run `datakit fix` first."}]) for r in raw.records if r.error is not None]
+        "message": f"line {record.line} is not valid JSON: {record.error}. It cannot be written as a record; repair it "
+                   "by hand or run `datakit fix` first."}])
