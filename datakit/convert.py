@@ -19,6 +19,7 @@ not define are kept where they were. What each target cannot hold:
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +27,10 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
 from datakit.io.atomic import write_text
-from datakit.io.read import read_raw
-from datakit.io.write import container_of, refuse_overwrite, rejection, sibling, unreadable, write_records
+from datakit.io.read import RawRecord, open_raw
+from datakit.io.write import container_of, record_writer, refuse_overwrite, rejection, sibling, unreadable_row
 from datakit.normalise import detect_format
 from schemas.records import INSTRUCTION_ALIASES, OPENAI_ROLES, OUTPUT_ALIASES, SHAREGPT_ROLES
 
@@ -37,6 +39,7 @@ TARGETS = ("alpaca", "sharegpt", "openai")
 INPUT_MARKER = "_datakit_input"
 REFUSED = "convert.not_representable"
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
+OPTIONAL_COLUMNS = ("system", "history", "tools")  # LLaMA-Factory columns an entry names only when some record fills them
 
 
 class NotRepresentable(Exception):
@@ -90,32 +93,46 @@ def convert(path: str | Path, to: Target, output: str | Path | None = None, *, r
     out_path = Path(output) if output is not None else _default_output(Path(path), to)
     rej_path = Path(rejected) if rejected is not None else sibling(out_path, "rejected")
     refuse_overwrite("convert", [path], [out_path, rej_path])
-    raw = read_raw(path)
-    result = ConvertResult(source=raw.path, to=to, records=len(raw.records), converted=0, unchanged=0, refused=0,
-                           output=out_path, rejected_path=rej_path, container=raw.container, gzip=raw.gzip)
-    written: list[Any] = []
-    rows = unreadable(raw)
-    for rec in raw.records:
+    with open_raw(path) as stream:
+        batches = stream.batches(BATCH_BYTES, BATCH_RECORDS)
+        first = next(batches, [])  # the container is final once the first batch is read
+        result = ConvertResult(source=stream.path, to=to, records=0, converted=0, unchanged=0, refused=0,
+                               output=out_path, rejected_path=rej_path, container=stream.container, gzip=stream.gzip)
+        filled: set[str] = set()
+        # The rejected file is renamed into place first: an output on disk always has its rejected file next to it.
+        with record_writer(out_path, stream.container, stream.gzip) as written, record_writer(rej_path) as refused:
+            for batch in itertools.chain([first], batches):
+                kept, rows = _convert_batch(batch, to, stream.path, result)
+                written.write(kept)
+                refused.write(rows)
+                filled.update(k for new in kept if isinstance(new, dict) for k in OPTIONAL_COLUMNS if new.get(k))
+                result.records += len(batch)
+                result.refused += len(rows)
+    if dataset_info:
+        result.dataset_info = write_dataset_info(out_path, dataset_info, to, filled)
+    _notes(result, out_path)
+    return result
+
+
+def _convert_batch(batch: list[RawRecord], to: str, source: str, result: ConvertResult) -> tuple[list[Any], list[dict]]:
+    """(the converted records, the rejected rows) of one batch, each in input order; tallies into `result`."""
+    kept: list[Any] = []
+    rows: list[dict] = []
+    for rec in batch:
         if rec.error is not None:
+            rows.append(unreadable_row(source, rec))
             continue
         try:
             new, same = convert_record(rec.obj, to, result)
         except NotRepresentable as e:
-            rows.append(rejection(raw.path, rec.line, rec.text, rec.obj, [{
+            rows.append(rejection(source, rec.line, rec.text, rec.obj, [{
                 "rule": REFUSED, "severity": "error", "fix": "drop",
                 "message": f"cannot be written as {to}: {e}"}]))
             continue
-        written.append(new)
+        kept.append(new)
         result.unchanged += same
         result.converted += not same
-    result.refused = len(rows)
-    rows.sort(key=lambda r: r["line"])
-    write_records(rej_path, rows, "jsonl")
-    write_records(out_path, written, raw.container, raw.gzip)
-    if dataset_info:
-        result.dataset_info = write_dataset_info(out_path, dataset_info, to, written)
-    _notes(result, out_path)
-    return result
+    return kept, rows
 
 
 def _default_output(path: Path, to: str) -> Path:
@@ -358,23 +375,23 @@ def _layout(original: dict, conv: Conversation, produced: dict) -> dict:
 # --- LLaMA-Factory registration -----------------------------------------------------------------------------
 
 
-def dataset_info_entry(file_name: str, to: str, records: list[Any]) -> dict:
-    """A LLaMA-Factory dataset_info.json entry (formatting, columns, tags) for a file of `records` in format `to`."""
-    has = lambda key: any(isinstance(r, dict) and r.get(key) for r in records)
+def dataset_info_entry(file_name: str, to: str, filled: set[str]) -> dict:
+    """A LLaMA-Factory dataset_info.json entry (formatting, columns, tags) for a file in format `to` whose records
+    fill the OPTIONAL_COLUMNS in `filled` (gathered while the records are written)."""
     if to == "alpaca":
         columns = {"prompt": "instruction", "query": "input", "response": "output"}
-        columns |= {k: k for k in ("system", "history") if has(k)}
+        columns |= {k: k for k in ("system", "history") if k in filled}
         return {"file_name": file_name, "columns": columns}
     if to == "sharegpt":
-        columns = {"messages": "conversations"} | {k: k for k in ("system", "tools") if has(k)}
+        columns = {"messages": "conversations"} | {k: k for k in ("system", "tools") if k in filled}
         return {"file_name": file_name, "formatting": "sharegpt", "columns": columns}
-    columns = {"messages": "messages"} | ({"tools": "tools"} if has("tools") else {})
+    columns = {"messages": "messages"} | ({"tools": "tools"} if "tools" in filled else {})
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
             "system_tag": "system", "observation_tag": "tool"}
     return {"file_name": file_name, "formatting": "sharegpt", "columns": columns, "tags": tags}
 
 
-def write_dataset_info(output: Path, name: str, to: str, records: list[Any]) -> Path:
+def write_dataset_info(output: Path, name: str, to: str, filled: set[str]) -> Path:
     """Add or replace entry `name` in the dataset_info.json next to `output`, keeping every other entry."""
     info_path = output.parent / "dataset_info.json"
     info: dict = {}
@@ -385,7 +402,7 @@ def write_dataset_info(output: Path, name: str, to: str, records: list[Any]) -> 
             raise ValueError(f"{info_path}: not valid JSON ({e}); fix or move it, then run convert again.") from None
         if not isinstance(info, dict):
             raise ValueError(f"{info_path}: expected a JSON object of dataset entries, found a {type(info).__name__}.")
-    info[name] = dataset_info_entry(output.name, to, records)
+    info[name] = dataset_info_entry(output.name, to, filled)
     write_text(info_path, json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     return info_path
 

@@ -1,0 +1,74 @@
+"""convert, balance and mix stream their inputs in small batches: on a generated file of 60,000 records they never read
+a whole file into memory (`read_raw` refuses), every input record is accounted for, and the output is deterministic."""
+from __future__ import annotations
+
+import importlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import datakit
+import datakit.io.read as read_module
+from datakit.io.read import RawStream, open_raw
+
+RECORDS = 60_000
+BATCH = 1_000
+BROKEN_EVERY = 997  # a line that is not JSON
+QUESTION_EVERY = 1_009  # an eval-set question without an answer: convert refuses it
+
+
+def generated_line(i: int) -> str:
+    if i % BROKEN_EVERY == 0:
+        return '{"instruction": "cut off'
+    if i % QUESTION_EVERY == 0:
+        return json.dumps({"question_id": i, "turns": [f"question {i}?"]})
+    return json.dumps({"instruction": f"q{i}", "input": "x" if i % 2 else "", "output": f"a{i}", "c": "abc"[i % 7 % 3]})
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("generated") / "data.jsonl"
+    path.write_text("\n".join(generated_line(i) for i in range(1, RECORDS + 1)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def streamed(monkeypatch):
+    """Batches of at most BATCH records, and no whole-file read: returns the sizes of the batches read."""
+    def refuse(path, *args, **kwargs):
+        raise AssertionError(f"read the whole of {path} into memory")
+
+    monkeypatch.setattr(read_module, "read_raw", refuse)
+    for name in ("datakit.convert",):
+        module = importlib.import_module(name)  # not datakit.convert: that is the function
+        monkeypatch.setattr(module, "read_raw", refuse, raising=False)
+        monkeypatch.setattr(module, "BATCH_RECORDS", BATCH)
+    sizes: list[int] = []
+    real = RawStream.batches
+
+    def counted(self, *args, **kwargs):
+        for batch in real(self, *args, **kwargs):
+            sizes.append(len(batch))
+            yield batch
+
+    monkeypatch.setattr(RawStream, "batches", counted)
+    return sizes
+
+
+def jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_convert_streams_and_accounts_for_every_record(generated, tmp_path, streamed):
+    result = datakit.convert(generated, "sharegpt", tmp_path / "a.jsonl")
+    datakit.convert(generated, "sharegpt", tmp_path / "b.jsonl")
+    assert streamed and max(streamed) <= BATCH
+    rejected = jsonl(tmp_path / "a.rejected.jsonl")
+    lines = [r["line"] for r in rejected]
+    assert lines == sorted(lines) and len(lines) == result.refused == RECORDS // BROKEN_EVERY + RECORDS // QUESTION_EVERY
+    assert len(jsonl(tmp_path / "a.jsonl")) == result.converted == RECORDS - result.refused
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert (tmp_path / "a.rejected.jsonl").read_bytes() == (tmp_path / "b.rejected.jsonl").read_bytes()
