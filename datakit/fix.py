@@ -41,6 +41,7 @@ from datakit.io.atomic import atomic_open
 from datakit.io.read import InputError, RawRecord, open_raw
 from datakit.io.write import container_of, refuse_overwrite, rejection, sibling, write_records
 from datakit.measure import ensure
+from datakit.progress import Stages
 from datakit.recheck import dataset_of, edited
 from datakit.records import map_texts, texts
 from schemas.config import AuditConfig
@@ -106,16 +107,17 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
 
     rules = select(config.only, config.skip)
     actions = _actions(select(), config)  # every family's: read findings carry format codes even when format is skipped
-    with Audit(path, config, progress=progress) as run, Spill() as work:
+    with Audit(path, config, progress=progress) as run, Spill() as work, Stages(enabled=progress) as stages:
         fixer = _Fixer(path, config, rules, actions, run, work)
-        fixer.repair_and_judge()
+        fixer.repair_and_judge(stages)
         fixer.judge_relations(progress)
         result = fixer.result(clean_path, rej_path, dry_run)
         if clean_path is not None and container_of(clean_path, (result.container, result.gzip)) != (result.container, result.gzip):
             result.notes.append(f"{clean_path} is written as {_describe(result.container, result.gzip)} like the input, "
                                 "whatever its name says; `datakit convert` changes record formats.")
         if not dry_run:
-            _write_both(fixer, result, clean_path, rej_path)
+            with stages.step(f"writing {clean_path.name} and {rej_path.name}"):
+                _write_both(fixer, result, clean_path, rej_path)
     return result
 
 
@@ -153,13 +155,14 @@ class _Fixer:
 
     # --- pass 2: repair, re-check, judge each record on its own evidence --------------------------------------------
 
-    def repair_and_judge(self) -> None:
+    def repair_and_judge(self, stages: Stages) -> None:
         by_record = self.work.dir / "reasons.parquet"
         with self.work.writing():
             (self.run.findings().filter(pl.col("record_id").is_not_null()).sort("record_id", maintain_order=True)
              .sink_parquet(by_record, row_group_size=20_000))
         stream = open_raw(self.path)
         self.container, self.gzip, self.source = stream.container, stream.gzip, stream.path
+        advance = stages.records(f"repairing {Path(self.source).name}", stream.size)
         with atomic_open(self.work.dir / "survivors.jsonl") as survivors, atomic_open(self.work.dir / "rejected.jsonl") as rejected:
             first = 0
             for records in stream.batches(BATCH_BYTES, BATCH_RECORDS):
@@ -167,6 +170,7 @@ class _Fixer:
                     pl.col("record_id").is_between(first, first + len(records) - 1)).collect()), self.actions, first)
                 self._batch(records, reasons, survivors, rejected)
                 first += len(records)
+                advance(stream.position, first)
         if stream.checksum != self.run.report.checksum:
             raise InputError(f"{self.path}: the file changed while it was being fixed; run `datakit fix` again once "
                              "nothing writes to it.")
