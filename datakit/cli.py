@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from datakit.config import ConfigError, build_config
@@ -264,7 +265,7 @@ def main() -> None:
         err.print("[red]aborted[/]")
         sys.exit(130)
     except USER_ERRORS as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)  # escaped: "datakit[ray]" is no markup tag
         sys.exit(2)
     except Exception as e:  # a full disk, click usage errors and anything unforeseen: one line, never a traceback
         import click
@@ -281,6 +282,6 @@ def main() -> None:
             sys.exit(2)
         if os.environ.get("DATAKIT_DEBUG"):
             raise
-        err.print(f"[red]internal error:[/] {type(e).__name__}: {e}. Re-run with DATAKIT_DEBUG=1 for the traceback "
+        err.print(f"[red]internal error:[/] {type(e).__name__}: {escape(str(e))}. Re-run with DATAKIT_DEBUG=1 for the traceback "
                   "and report it.", highlight=False)
         sys.exit(2)
