@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from itertools import groupby
 from operator import attrgetter
@@ -30,11 +31,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from datakit.engine.batch import LSH, Plan, audit_batch
-from datakit.engine.inputs import FileInput
+from datakit.engine.inputs import FileInput, FrameInput, LinedInput
 from datakit.engine.local import FINDINGS, EngineRun, _timed, finish, run_local
 from datakit.engine.spill import Spill
 from datakit.io.read import LineNotes, RawRange, count_records, line_ranges, open_raw
 from datakit.measure.lsh import candidate_pairs, cluster_candidates, cluster_frame, lsh_params
+from datakit.measure.parallel import SERIAL_ENV
 from datakit.normalise import normalise, note_finding
 from datakit.progress import Stages
 from schemas.dataset import SourceFile
@@ -52,6 +54,11 @@ SCHEMA = pa.schema([("order", pa.int64()), ("seq", pa.int64()), ("name", pa.stri
 
 class RayUnavailable(ValueError):
     """Ray is not installed, or the cluster cannot be reached: one line for the user, never a traceback."""
+
+
+class TaskFailed(Exception):
+    """What a map task raised, carried as it is: Ray Data appends its retry advice to an exception's message, and
+    the user is to read the local engine's message (the remote traceback is a note, shown with DATAKIT_DEBUG)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,8 @@ class PieceEnd:
     line_notes: LineNotes | None = None
 
 
-def run_ray(inputs, plan: Plan, ctx: RuleContext, spill: Spill, stages: Stages, address: str | None) -> EngineRun:
+def run_ray(inputs: FileInput | FrameInput | LinedInput, plan: Plan, ctx: RuleContext, spill: Spill, stages: Stages,
+            address: str | None) -> EngineRun:
     """`run_local`'s contract on a Ray cluster (`address`; default: a local one on this machine's cores). Only files
     need the cluster: a dataset already in memory is audited by the local engine."""
     if not isinstance(inputs, FileInput):
@@ -89,15 +97,18 @@ def run_ray(inputs, plan: Plan, ctx: RuleContext, spill: Spill, stages: Stages, 
         ray, started = _connect(address)
     try:
         return _run(ray, inputs, plan, ctx, spill, stages, timings)
-    except ray.exceptions.RayTaskError as e:
-        raise _task_error(e) from None
+    except Exception as e:
+        if (raised := _task_error(e)) is e:
+            raise
+        raise raised from None
     finally:
         if started:
             ray.shutdown()
 
 
 def _connect(address: str | None) -> tuple[Any, bool]:
-    """The `ray` module, connected, and whether this call started the connection (and so must end it)."""
+    """The `ray` module, connected, and whether this call started the connection (and so must end it). Ray Data is
+    set to keep outputs in input order and to stay quiet: the audit shows its own progress."""
     try:
         import ray
         import ray.data
@@ -108,22 +119,30 @@ def _connect(address: str | None) -> tuple[Any, bool]:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         except ConnectionError as e:
-            raise RayUnavailable(f"cannot reach the Ray cluster at {address} ({e}); start it with `ray start --head`.") from None
+            raise RayUnavailable(f"cannot reach the Ray cluster at {address} ({e}); start it with `ray start --head` (a "
+                                 "cluster with token authentication also needs RAY_AUTH_MODE=token and its token).") from None
     data = ray.data.DataContext.get_current()
     data.enable_progress_bars = False
     data.print_on_execution_start = False
     data.execution_options.preserve_order = True  # outputs in input order: the spill is the local engine's
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # tasks, not the hash shuffle's aggregator actors (which took 5-10 s to start, and CPUs, on a small cluster)
+    data.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # a task's error reaches the user once, as the CLI words it
     return ray, started
 
 
-def _task_error(error: Exception) -> BaseException:
-    """The exception a Ray task raised (an unreadable file, a bad option), without Ray's wrapping, so the CLI
-    reports it as the local engine would."""
+def _task_error(error: BaseException) -> BaseException:
+    """The exception a task raised on the cluster (an unreadable file, say), out of Ray's wrappers, so the CLI
+    reports it as the local engine would; `error` itself when no task raised it."""
     seen: BaseException | None = error
-    while seen is not None and hasattr(seen, "cause"):
-        seen = seen.cause if seen.cause is not None else seen.__cause__
-    return seen or error
+    while seen is not None:
+        if getattr(seen, "cause", None) is not None:  # a RayTaskError: the task's own exception is its `cause`
+            error = seen = seen.cause
+        elif isinstance(seen, TaskFailed):
+            return seen.args[0]
+        else:
+            seen = seen.__cause__
+    return error
 
 
 def _run(ray, inputs: FileInput, plan: Plan, ctx: RuleContext, spill: Spill, stages: Stages, timings: Counter) -> EngineRun:
@@ -132,7 +151,7 @@ def _run(ray, inputs: FileInput, plan: Plan, ctx: RuleContext, spill: Spill, sta
         pieces = _counted(ray, _pieces(inputs.files, _piece_bytes()))
         checksums = {p.file: ray.remote(_checksum).remote(p.path) for p in pieces if not p.whole and p.start == 0}
     with _timed(timings, "ray: map (wall)"):
-        out = _map(ray, pieces, inputs, plan, ctx, cpus, stages.records(f"auditing {Path(ctx.path).name}", inputs.size))
+        out = _map(ray, pieces, inputs, plan, ctx, stages.records(f"auditing {Path(ctx.path).name}", inputs.size))
     with stages.step("collecting findings and state"), _timed(timings, "ray: collect + spill"):
         ends = _spill(out, spill)
     sources = _sources(pieces, ends, dict(zip(checksums, ray.get(list(checksums.values())), strict=True)))
@@ -169,7 +188,7 @@ def _counted(ray, pieces: list[Piece]) -> list[Piece]:
     for piece, (lines, records) in zip(pieces, counts, strict=True):
         if piece.start == 0:
             first_line = 1
-        out.append(Piece(**asdict(piece) | {"first_line": first_line, "first_id": first_id}))
+        out.append(replace(piece, first_line=first_line, first_id=first_id))
         first_line, first_id = first_line + lines, first_id + records
     return out
 
@@ -208,31 +227,33 @@ def _sources(pieces: list[Piece], ends: dict[int, PieceEnd], checksums: dict[int
 # --- the map phase: every piece's batches through audit_batch ---------------------------------------------------------
 
 
-class PieceAuditor:
-    """A Ray Data actor: audits the pieces it is handed, batch by batch, as the local engine audits a file; yields
-    each batch's findings and state frames (pickled, tagged with the piece and batch), then the piece's `PieceEnd`."""
-
-    def __init__(self, plan: Plan, ctx: RuleContext, label_field: str | None, batch_bytes: int, batch_records: int, tally):
-        self.plan, self.ctx, self.tally = plan, ctx, tally
-        self.label_field, self.batch_bytes, self.batch_records = label_field, batch_bytes, batch_records
-
-    def __call__(self, pieces: pa.Table) -> Iterator[pa.Table]:
+def _audit_pieces(pieces: pa.Table, plan: Plan, ctx: RuleContext, reading: dict, tally) -> Iterator[pa.Table]:
+    """A Ray Data task: audits the pieces it is handed as the local engine audits a file, batch by batch; yields each
+    batch's findings and state frames (pickled, tagged with the piece and batch), then the piece's `PieceEnd`.
+    `reading` holds the label field and batch limits of the input."""
+    os.environ[SERIAL_ENV] = "1"  # Ray gives each task its CPU: measurements run in this process, as in a local worker
+    try:
         for row in pieces.to_pylist():
-            yield from self._audit(Piece(**row))
+            yield from _audit_piece(Piece(**row), plan, ctx, tally, **reading)
+    except Exception as e:  # noqa: BLE001 -- every exception goes to the driver, unchanged
+        e.add_note(traceback.format_exc())
+        raise TaskFailed(e) from None
 
-    def _audit(self, piece: Piece) -> Iterator[pa.Table]:
-        timings: Counter = Counter()
-        stream = open_raw(piece.path) if piece.whole else RawRange(piece.path, piece.start, piece.end, piece.first_line)
-        first_id, done, seq = piece.first_id, 0, 0
-        for seq, records in enumerate(_timed_batches(stream, self.batch_bytes, self.batch_records, timings), 1):
-            with _timed(timings, "normalise"):
-                batch = normalise(records, stream.path, self.label_field, first_id)
-            out = audit_batch(batch, self.plan, self.ctx)
-            timings.update(out.timings)
-            yield _table(piece.order, seq, [(FINDINGS, out.findings), *out.states.items()])
-            self.tally.add.remote(stream.position - done, len(records))
-            first_id, done = first_id + len(records), stream.position
-        yield _table(piece.order, seq + 1, [(END, _end(stream, timings))])
+
+def _audit_piece(piece: Piece, plan: Plan, ctx: RuleContext, tally, label_field: str | None, batch_bytes: int,
+                 batch_records: int) -> Iterator[pa.Table]:
+    timings: Counter = Counter()
+    stream = open_raw(piece.path) if piece.whole else RawRange(piece.path, piece.start, piece.end, piece.first_line)
+    first_id, done, seq = piece.first_id, 0, 0
+    for seq, records in enumerate(_timed_batches(stream, batch_bytes, batch_records, timings), 1):
+        with _timed(timings, "normalise"):
+            batch = normalise(records, stream.path, label_field, first_id)
+        out = audit_batch(batch, plan, ctx)
+        timings.update(out.timings)
+        yield _table(piece.order, seq, [(FINDINGS, out.findings), *out.states.items()])
+        tally.add.remote(stream.position - done, len(records))
+        first_id, done = first_id + len(records), stream.position
+    yield _table(piece.order, seq + 1, [(END, _end(stream, timings))])
 
 
 def _timed_batches(stream, max_bytes: int, max_records: int, timings: Counter) -> Iterator[list]:
@@ -247,6 +268,7 @@ def _timed_batches(stream, max_bytes: int, max_records: int, timings: Counter) -
 
 
 def _end(stream, timings: Counter) -> PieceEnd:
+    """What the reader of a piece knows once it is read: a range's notes, or a whole file's `SourceFile`."""
     if isinstance(stream, RawRange):
         return PieceEnd(stream.records, timings, line_notes=stream.line_notes)
     notes = [note_finding(stream.path, n) for n in stream.notes]
@@ -255,6 +277,7 @@ def _end(stream, timings: Counter) -> PieceEnd:
 
 
 def _table(order: int, seq: int, frames: list[tuple[str, Any]]) -> pa.Table:
+    """One output block: a row per (name, frame), tagged with the piece and the batch, so the driver keeps order."""
     return pa.table({"order": [order] * len(frames), "seq": [seq] * len(frames), "name": [n for n, _ in frames],
                      "payload": [pickle.dumps(f, protocol=5) for _, f in frames]}, schema=SCHEMA)
 
@@ -272,14 +295,12 @@ class Tally:
         return self.bytes, self.records
 
 
-def _map(ray, pieces: list[Piece], inputs: FileInput, plan: Plan, ctx: RuleContext, cpus: int,
-         advance: Callable[[int, int], None]):
+def _map(ray, pieces: list[Piece], inputs: FileInput, plan: Plan, ctx: RuleContext, advance: Callable[[int, int], None]):
     """Every piece audited on the cluster; the outputs stay there (materialised) until the driver reads them."""
     tally = ray.remote(num_cpus=0)(Tally).remote()
+    reading = {"label_field": inputs.label_field, "batch_bytes": inputs.batch_bytes, "batch_records": inputs.batch_records}
     mapped = ray.data.from_items([asdict(p) for p in pieces], override_num_blocks=len(pieces)).map_batches(
-        PieceAuditor, fn_constructor_args=(plan, ctx, inputs.label_field, inputs.batch_bytes, inputs.batch_records, tally),
-        batch_size=1, batch_format="pyarrow",
-        concurrency=min(cpus, len(pieces)), num_cpus=1)
+        _audit_pieces, fn_args=(plan, ctx, reading, tally), batch_size=1, batch_format="pyarrow", num_cpus=1)
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(mapped.materialize)
         while not wait([running], timeout=0.5).done:
@@ -333,6 +354,7 @@ def _clusters(out, ctx: RuleContext, groups: int, timings: Counter) -> pl.DataFr
 
 
 def _frames(table: pa.Table) -> Iterator[pl.DataFrame]:
+    """The frames pickled in a block of map outputs."""
     return (pickle.loads(payload) for payload in table["payload"].to_pylist())
 
 
@@ -382,6 +404,7 @@ def _candidates(lsh, ids: np.ndarray, num_perm: int) -> tuple[np.ndarray, np.nda
 
 
 def _rows_of(table: pa.Table, ids: np.ndarray) -> pa.Table:
+    """Id, response length and signature of the records `ids` among a block's LSH state."""
     wanted = pl.Series(ids).implode()
     frames = [f.filter(pl.col("id").is_in(wanted)).select("id", "response_chars", "signature") for f in _frames(table)]
     return pl.concat(frames).to_arrow() if frames else pa.table({"id": pa.array([], pa.int64())})
