@@ -1,5 +1,5 @@
 # make demo: set up and audit the bundled real sample (writes report.json and report.html).
-# make test: set up with the training, dev and gx extras (CPU torch from local disk) and run the tests.
+# make test: set up with the training, dev, gx and ray extras (CPU torch from local disk) and run the tests.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +17,7 @@ $(VENV)/.installed-core: $(BIN)/python pyproject.toml
 
 $(VENV)/.installed-all: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,dev,gx]'
+	$(BIN)/pip install -q -e '.[train,dev,gx,ray]'
 	touch $@ $(VENV)/.installed-core
 
 demo: $(VENV)/.installed-core
