@@ -7,12 +7,16 @@ a duplicate made by upsampling carries `_datakit_upsampled_from: <line of its or
 right after it (the duplicate rules will flag it: it is a copy by design). `weights` writes
 {label: weight} (inverse frequency, mean 1) for `trainkit train --class-weights`, resampling nothing.
 Records without the label field are kept as they are. Deterministic for a given seed.
+
+The input is streamed twice: the first pass keeps only each record's class (indices per class), the second writes
+the balanced file and the rejected file as it reads, and refuses a file that changed in between.
 """
 from __future__ import annotations
 
 import json
 import math
 import random
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,9 +25,10 @@ from rich.console import Console
 from rich.table import Table
 
 from datakit.config import build_config
+from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
 from datakit.io.atomic import write_text
-from datakit.io.read import read_raw
-from datakit.io.write import refuse_overwrite, rejection, sibling, unreadable, write_records
+from datakit.io.read import InputError, open_raw
+from datakit.io.write import record_writer, refuse_overwrite, rejection, sibling, unreadable_row
 from schemas.config import AuditConfig
 
 UPSAMPLED = "_datakit_upsampled_from"
@@ -67,64 +72,27 @@ def balance(path: str | Path, by: str, output: str | Path | None = None, *, stra
         raise ValueError(f"--strategy {strategy}: expected cap, floor or shares.")
     rejected_path = None if output is None else Path(rejected) if rejected is not None else sibling(output, "rejected")
     refuse_overwrite("balance", [path], [output, rejected_path, weights])
-    raw = read_raw(path)
-    classes: dict[str, list[int]] = {}
-    unlabelled: list[int] = []
-    for i, rec in enumerate(raw.records):
-        if rec.error is not None:
-            continue
-        label = _label(rec.obj, by)
-        (classes.setdefault(label, []) if label is not None else unlabelled).append(i)
-    if not classes:
+    census = _census(path, by)
+    if not census.classes:
         raise ValueError(f"{path}: no record has the field '{by}', so there is nothing to balance. Check --by "
                          "(the field holding the class label, e.g. class or category).")
-    before = {k: len(v) for k, v in sorted(classes.items())}
-    result = BalanceResult(source=raw.path, by=by, strategy="weights" if weights is not None else strategy,
-                           before=before, after=dict(before), unlabelled=len(unlabelled),
-                           unreadable=sum(r.error is not None for r in raw.records))
+    before = {k: len(v) for k, v in sorted(census.classes.items())}
+    result = BalanceResult(source=census.source, by=by, strategy="weights" if weights is not None else strategy,
+                           before=before, after=dict(before), unlabelled=len(census.unlabelled),
+                           unreadable=census.unreadable)
     if weights is not None:
         result.weights = class_weights(before)
         result.weights_path = Path(weights)
         write_text(weights, json.dumps(result.weights, ensure_ascii=False, indent=2) + "\n")
         return result
-    ratio = config.balance.max_imbalance_ratio
-    targets = _targets(before, strategy, shares, max_per_class, min_per_class, ratio)
-    keep: dict[int, int] = {}  # record index -> copies to write (1 = the record, more = upsampled)
-    capped: dict[int, str] = {}
-    for label, members in sorted(classes.items()):
-        rng = random.Random(f"{seed}/{label}")
-        target = targets[label]
-        if target < len(members):
-            chosen = set(rng.sample(members, target))
-            for i in members:
-                if i not in chosen:
-                    capped[i] = label
-            keep.update((i, 1) for i in members if i in chosen)
-        else:
-            order = members[:]
-            rng.shuffle(order)
-            for j in range(target):
-                keep[order[j % len(order)]] = keep.get(order[j % len(order)], 0) + 1
-    keep.update((i, 1) for i in unlabelled)
+    targets = _targets(before, strategy, shares, max_per_class, min_per_class, config.balance.max_imbalance_ratio)
+    copies = _copies(census, targets, seed)
     result.after = {label: targets[label] for label in before}
-    result.capped, result.upsampled = len(capped), sum(n - 1 for n in keep.values())
+    result.capped = sum(n - targets[label] for label, n in before.items() if targets[label] < n)
+    result.upsampled = sum(targets[label] - n for label, n in before.items() if targets[label] > n)
     result.output = Path(output)
     result.rejected_path = rejected_path
-
-    def records() -> Any:
-        for i, rec in enumerate(raw.records):
-            for copy_no in range(keep.get(i, 0)):
-                yield rec.obj if copy_no == 0 else rec.obj | {UPSAMPLED: rec.line}
-
-    rows = [rejection(raw.path, raw.records[i].line, raw.records[i].text, raw.records[i].obj, [{
-        "rule": CAPPED, "severity": "info", "fix": "drop",
-        "message": f"class '{label}' has {before[label]} records, more than its target {targets[label]} ({strategy}, "
-                   f"seed {seed}); this one was not drawn. Kept here so nothing is lost: re-run with another target, or "
-                   "use --weights to train on every record with a weighted loss."}])
-        for i, label in sorted(capped.items())] + unreadable(raw)
-    rows.sort(key=lambda r: r["line"])
-    write_records(result.rejected_path, rows, "jsonl")
-    write_records(result.output, records(), raw.container, raw.gzip)
+    _write_resampled(path, census, copies, by, _capped_reasons(before, targets, strategy, seed), result)
     if result.unreadable:
         result.notes.append(f"{result.unreadable} record(s) are not valid JSON and went to {result.rejected_path}; "
                             "run `datakit fix` before balancing.")
@@ -132,6 +100,96 @@ def balance(path: str | Path, by: str, output: str | Path | None = None, *, stra
         result.notes.append(f"{result.upsampled} duplicate(s) added, each marked with '{UPSAMPLED}'; `datakit audit` "
                             "reports them as duplicates by design.")
     return result
+
+
+@dataclass
+class _Census:
+    """What the first pass keeps of a file: record indices per class and of unlabelled records (no record itself)."""
+
+    source: str
+    container: str
+    gzip: bool
+    checksum: str
+    records: int
+    classes: dict[str, array]  # label -> indices of its records, in file order
+    unlabelled: array
+    unreadable: int
+
+
+def _census(path: str | Path, by: str) -> _Census:
+    """Pass 1: stream the file and note each record's class by its index (indices count unreadable records too)."""
+    classes: dict[str, array] = {}
+    unlabelled = array("q")
+    unreadable_count = index = 0
+    with open_raw(path) as stream:
+        for batch in stream.batches(BATCH_BYTES, BATCH_RECORDS):
+            for rec in batch:
+                if rec.error is not None:
+                    unreadable_count += 1
+                elif (label := _label(rec.obj, by)) is not None:
+                    classes.setdefault(label, array("q")).append(index)
+                else:
+                    unlabelled.append(index)
+                index += 1
+    return _Census(stream.path, stream.container, stream.gzip, stream.checksum, index, classes, unlabelled,
+                   unreadable_count)
+
+
+def _copies(census: _Census, targets: dict[str, int], seed: int) -> array:
+    """Copies to write of each record, by index: 0 capped (or unreadable), 1 kept, more upsampled. Each class draws
+    from its own seeded generator, so a class's sample does not depend on the others."""
+    copies = array("I", bytes(4 * census.records))
+    for label, members in sorted(census.classes.items()):
+        rng = random.Random(f"{seed}/{label}")
+        target = targets[label]
+        if target < len(members):
+            for i in rng.sample(members, target):
+                copies[i] = 1
+            continue
+        order = members[:]
+        rng.shuffle(order)
+        for j in range(target):
+            copies[order[j % len(order)]] += 1
+    for i in census.unlabelled:
+        copies[i] = 1
+    return copies
+
+
+def _capped_reasons(before: dict[str, int], targets: dict[str, int], strategy: str, seed: int) -> dict[str, dict]:
+    """The rejected-file reason of a record that was not drawn, for each class that was capped."""
+    return {label: {
+        "rule": CAPPED, "severity": "info", "fix": "drop",
+        "message": f"class '{label}' has {n} records, more than its target {targets[label]} ({strategy}, seed {seed}); this "
+                   "one was not drawn. Kept here so nothing is lost: re-run with another target, or use --weights to train "
+                   "on every record with a weighted loss."} for label, n in before.items() if targets[label] < n}
+
+
+def _write_resampled(path: str | Path, census: _Census, copies: array, by: str, capped: dict[str, dict],
+                     result: BalanceResult) -> None:
+    """Pass 2: stream the file again, writing each kept record (its upsampled copies right after it) and each capped
+    or unreadable one to the rejected file, both in file order; the file must be the one pass 1 read."""
+    changed = InputError(f"{path}: the file changed while it was being balanced; run `datakit balance` again once "
+                         "nothing writes to it.")
+    index = 0
+    # The rejected file is renamed into place first: an output on disk always has its rejected file next to it.
+    with (open_raw(path) as stream, record_writer(result.output, census.container, census.gzip) as out,
+          record_writer(result.rejected_path) as rejected):
+        for batch in stream.batches(BATCH_BYTES, BATCH_RECORDS):
+            if index + len(batch) > census.records:
+                raise changed
+            for rec in batch:
+                n = copies[index]
+                index += 1
+                if rec.error is not None:
+                    rejected.write([unreadable_row(census.source, rec)])
+                elif n:
+                    out.write([rec.obj, *(rec.obj | {UPSAMPLED: rec.line} for _ in range(n - 1))])
+                elif (reason := capped.get(_label(rec.obj, by))) is not None:
+                    rejected.write([rejection(census.source, rec.line, rec.text, rec.obj, [reason])])
+                else:  # pass 1 saw a capped class here
+                    raise changed
+        if stream.checksum != census.checksum:
+            raise changed
 
 
 def class_weights(counts: dict[str, int]) -> dict[str, float]:

@@ -2,7 +2,9 @@
 inverse-frequency loss weights instead."""
 from __future__ import annotations
 
+import importlib
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -10,10 +12,11 @@ import pytest
 
 import datakit
 from datakit.balance import UPSAMPLED
-from datakit.io.read import read_raw
+from datakit.io.read import InputError, read_raw
 from tests.conftest import EXAMPLES, run_cli
 
 BELLE = EXAMPLES / "belle_sample.jsonl"
+balance_module = importlib.import_module("datakit.balance")  # not datakit.balance: that is the function
 
 
 def labels(path: Path, field: str = "class") -> Counter:
@@ -102,3 +105,24 @@ def test_cli_prints_before_and_after_and_refuses_bad_shares(tmp_path):
     assert bad.returncode == 2 and "give every class a share" in bad.stderr and "Traceback" not in bad.stderr
     missing = run_cli("balance", BELLE, "--by", "nope", "-o", tmp_path / "y.jsonl")
     assert missing.returncode == 2 and "no record has the field 'nope'" in missing.stderr
+
+
+@pytest.mark.parametrize("change", ["append a record", "edit a record"])
+def test_a_file_that_changes_between_the_two_passes_is_refused_and_nothing_written(tmp_path, monkeypatch, change):
+    path = tmp_path / "data.jsonl"
+    shutil.copy(BELLE, path)
+    first_pass = balance_module._census
+
+    def then_change(*args, **kwargs):
+        census = first_pass(*args, **kwargs)
+        if change == "append a record":
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"instruction": "late", "output": "arrival", "class": "open qa"}) + "\n")
+        else:
+            path.write_text(path.read_text(encoding="utf-8").replace('"open qa"', '"closed qa"', 1), encoding="utf-8")
+        return census
+
+    monkeypatch.setattr(balance_module, "_census", then_change)
+    with pytest.raises(InputError, match="changed while it was being balanced"):
+        datakit.balance(path, "class", tmp_path / "out.jsonl", max_per_class=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl"]

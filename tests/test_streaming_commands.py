@@ -11,7 +11,8 @@ import pytest
 
 import datakit
 import datakit.io.read as read_module
-from datakit.io.read import RawStream, open_raw
+from datakit.balance import UPSAMPLED
+from datakit.io.read import RawStream
 
 RECORDS = 60_000
 BATCH = 1_000
@@ -41,7 +42,7 @@ def streamed(monkeypatch):
         raise AssertionError(f"read the whole of {path} into memory")
 
     monkeypatch.setattr(read_module, "read_raw", refuse)
-    for name in ("datakit.convert",):
+    for name in ("datakit.convert", "datakit.balance"):
         module = importlib.import_module(name)  # not datakit.convert: that is the function
         monkeypatch.setattr(module, "read_raw", refuse, raising=False)
         monkeypatch.setattr(module, "BATCH_RECORDS", BATCH)
@@ -70,5 +71,29 @@ def test_convert_streams_and_accounts_for_every_record(generated, tmp_path, stre
     lines = [r["line"] for r in rejected]
     assert lines == sorted(lines) and len(lines) == result.refused == RECORDS // BROKEN_EVERY + RECORDS // QUESTION_EVERY
     assert len(jsonl(tmp_path / "a.jsonl")) == result.converted == RECORDS - result.refused
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert (tmp_path / "a.rejected.jsonl").read_bytes() == (tmp_path / "b.rejected.jsonl").read_bytes()
+
+
+def test_balance_streams_twice_and_accounts_for_every_record(generated, tmp_path, streamed):
+    classes = Counter(json.loads(line).get("c") for line in map(generated_line, range(1, RECORDS + 1))
+                      if not line.endswith("cut off"))
+    result = datakit.balance(generated, "c", tmp_path / "a.jsonl", strategy="shares", shares={"a": 0.2, "b": 0.3, "c": 0.5},
+                             seed=4)
+    datakit.balance(generated, "c", tmp_path / "b.jsonl", strategy="shares", shares={"a": 0.2, "b": 0.3, "c": 0.5}, seed=4)
+    assert streamed and max(streamed) <= BATCH
+    out = jsonl(tmp_path / "a.jsonl")
+    rejected = jsonl(tmp_path / "a.rejected.jsonl")
+    assert result.capped and result.upsampled and result.unreadable == RECORDS // BROKEN_EVERY
+    assert len(out) - result.upsampled + len(rejected) == RECORDS
+    assert Counter(r.get("c") for r in out) == {None: classes[None]} | result.after
+    lines = [r["line"] for r in rejected]
+    assert lines == sorted(lines)
+    original = None
+    for r in out:  # every copy right after its original (or another copy of it)
+        if UPSAMPLED not in r:
+            original = r
+            continue
+        assert original == {k: v for k, v in r.items() if k != UPSAMPLED} and original["instruction"] == f"q{r[UPSAMPLED]}"
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert (tmp_path / "a.rejected.jsonl").read_bytes() == (tmp_path / "b.rejected.jsonl").read_bytes()
