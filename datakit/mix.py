@@ -6,25 +6,35 @@ Without --total the mix is the largest one that repeats no record; a source aske
 has is repeated, each repeat marked with `_datakit_upsampled_from`. All records must end in one
 format: inputs in different formats need `--to` (converted through `datakit convert`), else the
 command refuses. Unreadable records and records of no known format are left out and counted.
+
+Memory holds a few integers per record, never the records: a first pass over each input notes which records can be
+mixed; the draws and the shuffle are decided on their indices; a second pass spills each drawn record into temporary
+bucket files by its output position, and the output is written one bucket at a time.
 """
 from __future__ import annotations
 
 import math
+import pickle
 import random
+import tempfile
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.table import Table
 
 from datakit.balance import UPSAMPLED, proportional_counts
 from datakit.convert import TARGETS, NotRepresentable, convert_record
-from datakit.io.read import read_raw
+from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
+from datakit.io.read import InputError, RawRecord, open_raw
 from datakit.io.write import container_of, refuse_overwrite, write_records
 from datakit.normalise import detect_format
 
 SOURCE = "_source"
+MAX_BUCKETS = 256  # spill files open at once; past MAX_BUCKETS x BATCH_RECORDS records a bucket holds more than a batch
 
 
 @dataclass
@@ -63,14 +73,13 @@ def mix(paths: list[str | Path], output: str | Path, *, ratio: list[float] | Non
     out_path = Path(output)
     refuse_overwrite("mix", paths, [out_path])
     pools = [_pool(p, to) for p in paths]
-    formats = {fmt for _, records, _ in pools for fmt in records}
+    formats = {fmt for pool in pools for fmt in pool.formats}
     if len(formats) > 1:
-        found = "; ".join(f"{p}: {', '.join(sorted(r))}" for p, r, _ in pools)
+        found = "; ".join(f"{pool.path}: {', '.join(sorted(pool.formats))}" for pool in pools)
         raise ValueError(f"the inputs hold different record formats ({found}); pass --to alpaca|sharegpt|openai to "
                          "convert them into one.")
     fmt = formats.pop() if formats else (to or "unknown")
-    records = [[rec for by_format in r.values() for rec in by_format] for _, r, _ in pools]
-    sizes = [len(r) for r in records]
+    sizes = [len(pool.usable) for pool in pools]
     shares = [s / sum(ratio) for s in ratio] if ratio is not None else [n / max(sum(sizes), 1) for n in sizes]
     if any(n == 0 and s > 0 for n, s in zip(sizes, shares)):
         empty = next(str(p) for p, n, s in zip(paths, sizes, shares) if n == 0 and s > 0)
@@ -80,19 +89,19 @@ def mix(paths: list[str | Path], output: str | Path, *, ratio: list[float] | Non
     if total < 0:
         raise ValueError(f"--total {total}: must be >= 0.")
     counts = proportional_counts({str(i): s for i, s in enumerate(shares)}, total)
-    mixed: list[Any] = []
-    result = MixResult(output=out_path, format=fmt, total=total, sources=[], container="jsonl", gzip=False)
-    for i, (path, pool) in enumerate(zip(paths, records)):
-        want = counts[str(i)]
-        order = random.Random(f"{seed}/{i}").sample(pool, len(pool))  # every record once before any repeats
-        for j in range(want):
-            line, obj = order[j % len(order)]
-            tagged = obj | ({} if SOURCE in obj else {SOURCE: str(path)})
-            mixed.append(tagged | {UPSAMPLED: line} if j >= len(order) else tagged)
-        result.sources.append(SourceShare(str(path), len(pool), want, max(want - len(pool), 0), pools[i][2]))
-    random.Random(f"{seed}/mix").shuffle(mixed)
-    result.container, result.gzip = container_of(out_path)
-    write_records(out_path, mixed, result.container, result.gzip)
+    wants = [counts[str(i)] for i in range(len(pools))]
+    container, gzip_ = container_of(out_path)
+    result = MixResult(output=out_path, format=fmt, total=total, container=container, gzip=gzip_, sources=[
+        SourceShare(pool.path, len(pool.usable), want, max(want - len(pool.usable), 0), pool.left_out)
+        for pool, want in zip(pools, wants)])
+    positions = _slot_positions(total, seed)
+    with tempfile.TemporaryDirectory(prefix="datakit-mix-") as folder, _Buckets(Path(folder), total) as buckets:
+        slots = memoryview(positions)  # each input's draws take the next `want` slots
+        for i, (pool, want) in enumerate(zip(pools, wants)):
+            if want:
+                _spill(pool, _draw_ranks(len(pool.usable), seed, i), slots[:want], to, buckets)
+            slots = slots[want:]
+        write_records(out_path, buckets.in_order(), container, gzip_)
     left_out = sum(s.left_out for s in result.sources)
     if left_out:
         result.notes.append(f"{left_out} record(s) left out: unreadable, of no known format"
@@ -102,26 +111,129 @@ def mix(paths: list[str | Path], output: str | Path, *, ratio: list[float] | Non
     return result
 
 
-def _pool(path: str | Path, to: str | None) -> tuple[str, dict[str, list[tuple[int, Any]]], int]:
-    """(path, {format: [(line, record)]}, records left out) of one input, converted to `to` when given."""
-    raw = read_raw(path)
-    by_format: dict[str, list[tuple[int, Any]]] = {}
-    left_out = 0
-    for rec in raw.records:
-        fmt = detect_format(rec.obj) if isinstance(rec.obj, dict) else None
-        if rec.error is not None or fmt in (None, "prompts"):
-            left_out += 1
-            continue
-        obj = rec.obj
-        if to is not None:
-            try:
-                obj, _ = convert_record(obj, to)
-            except NotRepresentable:
-                left_out += 1
-                continue
-            fmt = to
-        by_format.setdefault(fmt, []).append((rec.line, obj))
-    return str(path), by_format, left_out
+@dataclass
+class _Pool:
+    """What the first pass keeps of one input: which records can be mixed (by index), their formats, the rest counted."""
+
+    path: str
+    usable: array  # indices, in the file's record order, of the records that can be mixed
+    formats: dict[str, int]  # format -> usable records in it
+    left_out: int
+    checksum: str
+
+
+def _pool(path: str | Path, to: str | None) -> _Pool:
+    """Pass 1 over one input: the indices and formats of its usable records (converted to `to` when given)."""
+    usable = array("q")
+    formats: dict[str, int] = {}
+    left_out = index = 0
+    with open_raw(path) as stream:
+        for batch in stream.batches(BATCH_BYTES, BATCH_RECORDS):
+            for rec in batch:
+                if (found := _usable(rec, to)) is None:
+                    left_out += 1
+                else:
+                    usable.append(index)
+                    formats[found[0]] = formats.get(found[0], 0) + 1
+                index += 1
+    return _Pool(str(path), usable, formats, left_out, stream.checksum)
+
+
+def _usable(rec: RawRecord, to: str | None) -> tuple[str, Any] | None:
+    """(format, record as it is mixed) of a record that can be mixed; None for one that is unreadable, of no known
+    format, or not convertible to `to`."""
+    fmt = detect_format(rec.obj) if isinstance(rec.obj, dict) else None
+    if rec.error is not None or fmt in (None, "prompts"):
+        return None
+    if to is None:
+        return fmt, rec.obj
+    try:
+        return to, convert_record(rec.obj, to)[0]
+    except NotRepresentable:
+        return None
+
+
+def _slot_positions(total: int, seed: int) -> array:
+    """The output position of each slot of the mix (slots: the inputs in order, each input's draws in order), as
+    shuffling the list of slots with the seed's generator would place them."""
+    shuffled = array("q", range(total))
+    random.Random(f"{seed}/mix").shuffle(shuffled)
+    positions = array("q", bytes(8 * total))
+    for position, slot in enumerate(shuffled):
+        positions[slot] = position
+    return positions
+
+
+def _draw_ranks(n: int, seed: int, i: int) -> array:
+    """For each of input i's n usable records, its rank in the input's seeded draw: draws 0..n-1 take every record
+    once, draw j >= n repeats the record of rank j % n."""
+    ranks = array("q", bytes(8 * n))
+    for rank, record in enumerate(random.Random(f"{seed}/{i}").sample(range(n), n)):
+        ranks[record] = rank
+    return ranks
+
+
+def _spill(pool: _Pool, ranks: array, positions: memoryview, to: str | None, buckets: _Buckets) -> None:
+    """Pass 2 over one input: each record its draws take (one per output position in `positions`), tagged with its
+    source (a repeat also with UPSAMPLED), goes to the bucket of that position. The input must be the file pass 1 read."""
+    want = len(positions)
+    changed = InputError(f"{pool.path}: the file changed while it was being mixed; run `datakit mix` again once nothing "
+                         "writes to it.")
+    n, next_usable, index = len(pool.usable), 0, 0
+    with open_raw(pool.path) as stream:
+        for batch in stream.batches(BATCH_BYTES, BATCH_RECORDS):
+            for rec in batch:
+                if next_usable < n and pool.usable[next_usable] == index:
+                    if ranks[next_usable] < want:
+                        if (found := _usable(rec, to)) is None:
+                            raise changed
+                        tagged = found[1] | ({} if SOURCE in found[1] else {SOURCE: pool.path})
+                        for draw in range(ranks[next_usable], want, n):
+                            buckets.add(positions[draw], tagged | {UPSAMPLED: rec.line} if draw >= n else tagged)
+                    next_usable += 1
+                index += 1
+        if stream.checksum != pool.checksum:
+            raise changed
+
+
+class _Buckets:
+    """Mixed records spilled to temporary files by output position: bucket b holds positions [b * size, (b + 1) * size),
+    so the output is written one bucket in memory at a time, in order."""
+
+    def __init__(self, folder: Path, total: int):
+        self.total = total
+        count = min(math.ceil(total / BATCH_RECORDS), MAX_BUCKETS)
+        self.size = math.ceil(total / count) if count else 0
+        self.paths = [folder / f"bucket-{b:05d}.pickle" for b in range(count)]
+        self._files = [open(p, "wb") for p in self.paths]  # noqa: SIM115 -- closed by close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+
+    def add(self, position: int, record: Any) -> None:
+        pickle.dump((position, record), self._files[position // self.size], protocol=pickle.HIGHEST_PROTOCOL)
+
+    def in_order(self) -> Iterator[Any]:
+        """Every record by output position, reading one bucket at a time (pickle keeps every value as it was)."""
+        self.close()
+        for b, path in enumerate(self.paths):
+            first = b * self.size
+            held: list[Any] = [None] * min(self.size, self.total - first)
+            with open(path, "rb") as f:
+                while True:
+                    try:
+                        position, record = pickle.load(f)
+                    except EOFError:
+                        break
+                    held[position - first] = record
+            yield from held
 
 
 def print_summary(result: MixResult, console: Console) -> None:

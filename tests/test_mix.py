@@ -2,16 +2,21 @@
 to mix formats unless told which one to convert to."""
 from __future__ import annotations
 
+import importlib
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 import datakit
 from datakit.balance import UPSAMPLED
-from datakit.io.read import read_raw
+from datakit.io.read import InputError, read_raw
 from tests.conftest import EXAMPLES, run_cli
 
 EN, ZH, SHAREGPT = EXAMPLES / "alpaca_en_sample.json", EXAMPLES / "alpaca_zh_sample.json", EXAMPLES / "sharegpt_sample.json"
+mix_module = importlib.import_module("datakit.mix")  # not datakit.mix: that is the function
 
 
 def records(path: Path) -> list:
@@ -60,3 +65,20 @@ def test_mixing_formats_is_refused_unless_converted(tmp_path):
 def test_ratio_must_match_the_inputs(tmp_path):
     proc = run_cli("mix", EN, ZH, "--ratio", "0.8", "-o", tmp_path / "mix.jsonl")
     assert proc.returncode == 2 and "one per input" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_input_that_changes_between_the_two_passes_is_refused_and_nothing_written(tmp_path, monkeypatch):
+    path = tmp_path / "en.json"
+    shutil.copy(EN, path)
+    first_pass = mix_module._pool
+
+    def then_change(source, to):
+        pool = first_pass(source, to)
+        if source == path:
+            path.write_text(path.read_text(encoding="utf-8").replace('"output"', '"answer"', 1), encoding="utf-8")
+        return pool
+
+    monkeypatch.setattr(mix_module, "_pool", then_change)
+    with pytest.raises(InputError, match="changed while it was being mixed"):
+        datakit.mix([path, ZH], tmp_path / "mix.jsonl", ratio=[0.5, 0.5])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["en.json"]

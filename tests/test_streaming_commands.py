@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def streamed(monkeypatch):
         raise AssertionError(f"read the whole of {path} into memory")
 
     monkeypatch.setattr(read_module, "read_raw", refuse)
-    for name in ("datakit.convert", "datakit.balance"):
+    for name in ("datakit.convert", "datakit.balance", "datakit.mix"):
         module = importlib.import_module(name)  # not datakit.convert: that is the function
         monkeypatch.setattr(module, "read_raw", refuse, raising=False)
         monkeypatch.setattr(module, "BATCH_RECORDS", BATCH)
@@ -97,3 +98,35 @@ def test_balance_streams_twice_and_accounts_for_every_record(generated, tmp_path
         assert original == {k: v for k, v in r.items() if k != UPSAMPLED} and original["instruction"] == f"q{r[UPSAMPLED]}"
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert (tmp_path / "a.rejected.jsonl").read_bytes() == (tmp_path / "b.rejected.jsonl").read_bytes()
+
+
+def test_mix_streams_spills_to_buckets_and_takes_each_record_at_most_once_before_repeats(generated, tmp_path, streamed,
+                                                                                         monkeypatch):
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps({"instruction": f"s{i}", "input": "", "output": "b"}) + "\n" for i in range(500)))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "spill"))
+    (tmp_path / "spill").mkdir()
+    mix_module = importlib.import_module("datakit.mix")
+    buckets: set[int] = set()
+    spill = mix_module._Buckets.add
+
+    def add(self, position, record):
+        buckets.add(position // self.size)
+        spill(self, position, record)
+
+    monkeypatch.setattr(mix_module._Buckets, "add", add)
+    usable = RECORDS - RECORDS // BROKEN_EVERY - RECORDS // QUESTION_EVERY
+    result = datakit.mix([generated, small], tmp_path / "a.jsonl", ratio=[0.9, 0.1], total=10_000, seed=5)
+    datakit.mix([generated, small], tmp_path / "b.jsonl", ratio=[0.9, 0.1], total=10_000, seed=5)
+    datakit.mix([generated, small], tmp_path / "c.jsonl", ratio=[0.9, 0.1], total=10_000, seed=6)
+    assert streamed and max(streamed) <= BATCH
+    assert len(buckets) == 10_000 // BATCH and list(tmp_path.joinpath("spill").iterdir()) == []  # spilled, then removed
+    out = jsonl(tmp_path / "a.jsonl")
+    assert Counter(r["_source"] for r in out) == {str(generated): 9_000, str(small): 1_000}
+    assert [(s.available, s.taken, s.repeated, s.left_out) for s in result.sources] == [
+        (usable, 9_000, 0, RECORDS - usable), (500, 1_000, 500, 0)]
+    firsts = [r["instruction"] for r in out if UPSAMPLED not in r]
+    assert len(firsts) == len(set(firsts)) == 9_500  # every record once before any repeat
+    assert Counter(r["instruction"] for r in out if UPSAMPLED in r) == {f"s{i}": 1 for i in range(500)}
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert (tmp_path / "a.jsonl").read_bytes() != (tmp_path / "c.jsonl").read_bytes()
