@@ -59,7 +59,7 @@ def audit(
     gx: Annotated[bool, typer.Option("--gx", help="Validate the rules with Great Expectations too and add the result to the report.")] = False,
     engine: Annotated[str, typer.Option(help="local (this machine, batch by batch) | ray (a Ray cluster: pip install 'datakit[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --engine ray (e.g. auto); default: a local cluster.")] = None,
-    batch_records: Annotated[int, typer.Option(min=1, help="Records per batch: memory use grows with it.")] = 20_000,
+    batch_records: Annotated[int, typer.Option(min=1, help="Records per batch: memory use grows with it.")] = 10_000,
 ) -> None:
     """Audit a dataset against the data-quality rules; print a summary, write the HTML report and optionally JSON/Markdown."""
     from datakit.audit import GX_MEASURES, Audit

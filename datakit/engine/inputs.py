@@ -17,9 +17,9 @@ from datakit.normalise import normalise, note_finding
 from schemas.dataset import Dataset, SourceFile
 
 # A batch holds about this much record text (and at most BATCH_RECORDS records). The normalised frame of a batch
-# takes ~10x its text in memory, and measurements add to it: 16 MB keeps a batch's working set near 300 MB.
-BATCH_BYTES = 16 << 20
-BATCH_RECORDS = 20_000
+# takes ~10x its text in memory and measurements add to it: 8 MB keeps a worker near 400 MB (imports included).
+BATCH_BYTES = 8 << 20
+BATCH_RECORDS = 10_000
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".jsonl.gz", ".ndjson.gz", ".json.gz", ".parquet.gz")
 
 

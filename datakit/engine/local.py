@@ -67,7 +67,7 @@ def _workers(inputs: FileInput | FrameInput | LinedInput, asked: int | None) -> 
 
 def _outputs(inputs, plan: Plan, ctx: RuleContext, workers: int, timings: Counter) -> Iterator[BatchOutput]:
     """The output of every batch in input order, computed here or in `workers` spawned processes (polars must not
-    be forked); at most workers + 1 batches are in flight, so memory holds a few batches, never the input."""
+    be forked); at most `workers` batches are in flight, so memory holds a few batches, never the input."""
     batches = _timed_iter(inputs.batches(), timings, "read")
     if workers <= 1:
         yield from (audit_batch(batch, plan, ctx) for batch in batches)
@@ -77,7 +77,7 @@ def _outputs(inputs, plan: Plan, ctx: RuleContext, workers: int, timings: Counte
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.submit(_audit_in_worker, batch))
-            if len(pending) > workers:
+            if len(pending) >= workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()

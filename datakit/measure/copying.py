@@ -9,6 +9,8 @@ from datakit.measure.contamination import token_lists
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
 
+_SLICE = 1_000  # records per pass: every token of a slice becomes a row with its n-gram, ~2 KB a record
+
 
 def add_answer_copy(ds: Dataset, config: AuditConfig, evals: object = None) -> None:
     cfg = config.leakage
@@ -24,7 +26,7 @@ def answer_shares(frame: pl.DataFrame, run: int, min_tokens: int) -> pl.DataFram
     counts whole). Runs, not single words: a rewrite reuses its input's words, a copied answer its sentences."""
     schema = {"id": pl.Int64, "tokens": pl.UInt32, "share": pl.Float64}
     out = [pl.DataFrame(schema=schema)]
-    for part in frame.iter_slices(50_000):
+    for part in frame.iter_slices(_SLICE):
         t = part.select("id", p=token_lists(part["prompt"].to_list()), r=token_lists(part["response"].to_list()))
         t = t.with_columns(tokens=pl.col("r").list.len()).filter(pl.col("tokens") >= min_tokens)
         short = t.filter(pl.col("tokens") < run).select(

@@ -47,10 +47,10 @@ _CJK_ASTRAL = (0x20000, 0x3134F)
 _SPACE = 32
 _DIGEST = methodcaller("digest")
 
-# Code points tokenised per batch: bounds the working memory (about 75 bytes per code point, per worker).
-BATCH_CODE_POINTS = 4_000_000
-# Shingle hashes remembered across batches (about 40 bytes each).
-CACHE_ENTRIES = 8_000_000
+# Code points tokenised at once: bounds the working memory (about 75 bytes per code point, ~75 MB).
+BATCH_CODE_POINTS = 1_000_000
+# Shingle hashes remembered across the sub-batches of one call (about 40 bytes each).
+CACHE_ENTRIES = 1_000_000
 
 
 @lru_cache(maxsize=1)
