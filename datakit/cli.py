@@ -60,6 +60,7 @@ def audit(
     engine: Annotated[str, typer.Option(help="local (this machine, batch by batch) | ray (a Ray cluster: pip install 'datakit[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --engine ray (e.g. auto); default: a local cluster.")] = None,
     batch_records: Annotated[int, typer.Option(min=1, help="Records per batch: memory use grows with it.")] = 10_000,
+    inline_findings: Annotated[int, typer.Option(min=0, help="Findings listed inline in the JSON report at most; beyond, they go to <report>.findings.parquet beside it.")] = 100_000,
 ) -> None:
     """Audit a dataset against the data-quality rules; print a summary, write the HTML report and optionally JSON/Markdown."""
     from datakit.audit import GX_MEASURES, Audit
@@ -74,7 +75,7 @@ def audit(
     html_out = None if no_html else html or (json_out.with_suffix(".html") if json_out else Path("report.html"))
     written = [p for p in (json_out, html_out, markdown, gx_suite) if p]
     with Audit(path, cfg, progress=not quiet, engine=engine, ray_address=ray_address, batch_records=batch_records,
-               extra_measures=GX_MEASURES if gx_suite or gx else ()) as run:
+               inline_limit=inline_findings, extra_measures=GX_MEASURES if gx_suite or gx else ()) as run:
         report = run.report
         if gx_suite or gx:
             from reports import gx as gx_report
@@ -219,7 +220,7 @@ def split_command(
     from datakit.split import split as split_file
 
     result = split_file(path, output, eval_share=eval_share, test_share=test_share, stratify=stratify, seed=seed,
-                        config_file=config, threshold=threshold)
+                        config_file=config, threshold=threshold, progress=True)
     print_summary(result, out)
 
 

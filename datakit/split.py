@@ -28,7 +28,7 @@ from datakit.config import build_config
 from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
 from datakit.io.atomic import atomic_open
 from datakit.io.read import InputError, open_raw
-from datakit.io.write import refuse_overwrite, rejection, suffix_for, write_records
+from datakit.io.write import refuse_overwrite, suffix_for, unreadable_row, write_records
 from datakit.measure.lsh import components
 from schemas.config import AuditConfig
 
@@ -218,10 +218,7 @@ def _reject_unreadable(path: str | Path, target: Path) -> tuple[np.ndarray, int]
             for r in batch:
                 parsed.append(r.error is None)
                 if r.error is not None:
-                    out.write(json.dumps(rejection(str(path), r.line, r.text, None, [{
-                        "rule": "format.invalid_json", "severity": "error", "fix": "drop",
-                        "message": f"line {r.line} is not valid JSON: {r.error}. It cannot be written as a record; repair "
-                                   "it by hand or run `datakit fix` first."}]), ensure_ascii=False) + "\n")
+                    out.write(json.dumps(unreadable_row(str(path), r), ensure_ascii=False) + "\n")
     count = parsed.count(False)
     if not count:
         target.unlink()

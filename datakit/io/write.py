@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from datakit.io.atomic import atomic_open
-from datakit.io.read import RawFile, RawRecord
+from datakit.io.read import RawRecord
 
 CONTAINERS = ("jsonl", "json", "parquet")
 ROW_GROUP_ROWS = 20_000  # Parquet rows held, then written as one row group; the first group sets the column types
@@ -224,11 +224,6 @@ def rejection(source: str, line: int | None, raw: str, record: Any, reasons: lis
     """One line of a rejected file: where the record came from, every reason, the record as parsed (None when it
     could not be) and its text as read, so the input can be rebuilt from clean + rejected."""
     return {"source": source, "line": line, "reasons": reasons, "record": record, "raw": raw}
-
-
-def unreadable(raw: RawFile) -> list[dict]:
-    """Rejected-file rows for the records of `raw` that are not valid JSON, which cannot be written back as records."""
-    return [unreadable_row(raw.path, r) for r in raw.records if r.error is not None]
 
 
 def unreadable_row(source: str, record: RawRecord) -> dict:
