@@ -145,11 +145,9 @@ class _Fixer:
         self.plan = Plan.of(rules)
         self.ctx = RuleContext(config=config, against=run.against, path=str(path), measured=measurement_facts(self.plan, config, run.against))
         self.records = self.rounds = self.rejected_count = 0
-        self.repaired: Counter = Counter()  # code -> kept records repaired for it (corrected once relations are judged)
         self.dropped: Counter = Counter()
         self.unrepaired: Counter = Counter()
         self.changes: list[Change] = []
-        self.repaired_by: dict[int, set[str]] = {}  # line -> codes, for survivors that were repaired
         self.relational_rejects: dict[int, list[dict]] = {}  # line -> reasons
         self.container, self.gzip, self.source = "jsonl", False, str(path)
 
@@ -208,7 +206,6 @@ class _Fixer:
             survivors.write(json.dumps({"line": rec.line, "record": objects[i], "repaired": sorted(repaired_by.get(i, ()))},
                                        ensure_ascii=False) + "\n")
             if i in repaired_by:
-                self.repaired_by[rec.line] = repaired_by[i]
                 self._note_changes(rec, objects[i], repaired_by[i])
 
     def _recheck(self, records: list[RawRecord], objects: list[Any], changed: list[int]) -> dict[int, list[dict]]:
@@ -228,13 +225,14 @@ class _Fixer:
             return
         config = self.config.model_copy(update={"only": families, "skip": []})
         survivors = LinedInput(self.work.dir / "survivors.jsonl", self.source, self.config.label_field)
+        drops = [code for code, action in self.actions.items() if action == "drop"]
         with Audit(survivors, config, progress=progress) as again:
-            found = again.findings_frame().filter(pl.col("line").is_not_null())
-            for line, rows in found.partition_by("line", as_dict=True).items():
-                rs = [{k: r[k] for k in _REASON_FIELDS if r[k] is not None} | {"fix": self.actions.get(r["rule"])}
-                      for r in rows.iter_rows(named=True)]
-                if _codes(rs, "drop"):
-                    self.relational_rejects[line[0]] = rs
+            found = again.findings().filter(pl.col("line").is_not_null())
+            dropped = found.filter(pl.col("rule").is_in(drops)).select("line").unique()
+            rows = with_messages(found.join(dropped, on="line").collect(engine="streaming"))
+        for line, group in rows.partition_by("line", as_dict=True).items():
+            self.relational_rejects[line[0]] = [{k: r[k] for k in _REASON_FIELDS if r[k] is not None}
+                                                | {"fix": self.actions.get(r["rule"])} for r in group.iter_rows(named=True)]
 
     # --- pass 4: what is written ------------------------------------------------------------------------------------
 
@@ -264,8 +262,7 @@ class _Fixer:
     def result(self, clean_path: Path | None, rej_path: Path | None, dry_run: bool) -> FixResult:
         for rs in self.relational_rejects.values():
             self._tally_rejected(rs)
-        kept_repaired = Counter(c for line, codes in self.repaired_by.items() if line not in self.relational_rejects
-                                for c in codes)
+        kept_repaired = Counter(c for s in self._survivors() if s["line"] not in self.relational_rejects for c in s["repaired"])
         rejected = self.rejected_count
         return FixResult(
             source=self.source, records=self.records, kept=self.records - rejected, rejected=rejected,
