@@ -80,3 +80,29 @@ def test_a_full_disk_while_writing_ends_with_a_clear_error_and_no_partial_output
     assert "cannot write" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl"]  # neither CLEAN nor REJ, nor a temp file
     assert digest(path) == before
+
+
+@pytest.mark.parametrize("after", [0.0, 6.0])  # while the workers start, and while they compute batches
+def test_batch_workers_end_when_the_audit_is_killed(tmp_path, after):
+    """However the audit dies (kill -9, the OOM killer), its batch workers do not keep computing as orphans."""
+    import os
+    import time
+
+    import psutil
+
+    records = (json.dumps({"instruction": f"Question {i}: what is {i} plus one?", "output": f"It is {i + 1}, one more."})
+               for i in range(250_000))
+    path = tmp_path / "large.jsonl"
+    path.write_text("\n".join(records) + "\n", encoding="utf-8")  # ~20 MB: more than two batches, so workers start
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "datakit"), "audit", str(path), "--no-html", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while len(workers := parent.children(recursive=True)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the audit did not start its batch workers"
+    time.sleep(after)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, f"orphaned workers still running: {[p.pid for p in alive]}"

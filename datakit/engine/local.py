@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -73,7 +75,7 @@ def _outputs(inputs, plan: Plan, ctx: RuleContext, workers: int, timings: Counte
         yield from (audit_batch(batch, plan, ctx) for batch in batches)
         return
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start_worker,
-                             initargs=(plan, ctx)) as pool:
+                             initargs=(plan, ctx, os.getpid())) as pool:
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.submit(_audit_in_worker, batch))
@@ -86,10 +88,22 @@ def _outputs(inputs, plan: Plan, ctx: RuleContext, workers: int, timings: Counte
 _worker: tuple[Plan, RuleContext] | None = None  # set in each batch worker
 
 
-def _start_worker(plan: Plan, ctx: RuleContext) -> None:
+def _start_worker(plan: Plan, ctx: RuleContext, parent: int) -> None:
     global _worker
     os.environ[SERIAL_ENV] = "1"  # the cores are taken by the batch workers: measurements run in-process
+    _end_with_parent(parent)
     _worker = (plan, ctx)
+
+
+def _end_with_parent(parent: int) -> None:
+    """Linux: this worker gets SIGTERM when the audit process dies, however it dies (killed, out of memory), so no
+    orphan keeps computing a batch nobody will read; if it already died while this worker started, end now."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _audit_in_worker(batch) -> BatchOutput:
