@@ -7,7 +7,8 @@ whole `datakit audit FILE --label-field category --no-html -q --json r.json` pro
 0.2 s over the whole process tree (the audit and its batch workers): the peak of the sum of their resident sets (a
 worker's shared libraries count once per worker, so this over-counts a little) and the peak of the largest one.
 Targets (issue 10): 1M under 2 GiB and no slower than 496 s; 5M under 4 GiB; time per record at 5M within 20% of 200K.
-Writes a row per size to bench/RESULTS.md and the plot bench/scale.svg.
+Writes a row per size to bench/RESULTS.md, the latest figures per size to bench/scale.json, and plots every size
+there to bench/scale.svg (so a rerun of one size updates the plot).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BENCH, machine, record  # noqa: E402
+from run import BENCH, machine, record
 
 MAKE_SET = BENCH.parent.parent / "shared" / "tools" / "make_bench_set.py"
 TITLE = "Scale: every family at 200K / 1M / 5M records (bench_scale.py)"
@@ -89,6 +90,18 @@ def gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
+POINTS = BENCH / "scale.json"
+
+
+def remember(n: int, result: dict) -> list[tuple[int, dict]]:
+    """Store this size's figures beside the earlier sizes'; every size measured so far, smallest first."""
+    known = json.loads(POINTS.read_text(encoding="utf-8")) if POINTS.exists() else {}
+    known[str(n)] = {"wall": round(result["wall"], 1), "peak_sum": result["peak_sum"], "peak_one": result["peak_one"],
+                     "date": time.strftime("%Y-%m-%d"), "machine": machine()}
+    POINTS.write_text(json.dumps(dict(sorted(known.items(), key=lambda kv: int(kv[0]))), indent=2) + "\n", encoding="utf-8")
+    return [(int(k), v) for k, v in sorted(known.items(), key=lambda kv: int(kv[0]))]
+
+
 def plot(points: list[tuple[int, dict]], path: Path) -> None:
     import matplotlib
 
@@ -118,12 +131,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/tmp/bench"))
     args = ap.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
-    points = []
+    points: list[tuple[int, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.records:
             path = dataset(n, args.data)
             result = audit(path, Path(tmp) / "r.json")
-            points.append((n, result))
+            points = remember(n, result)
             stages = sorted(result["report"]["stages"], key=lambda s: -s["seconds"])[:4]
             slowest = ", ".join(f"{s['stage']} {s['seconds']:.0f} s" for s in stages)
             findings = (result["report"]["findings_file"] or {}).get("count") or len(result["report"]["findings"])
