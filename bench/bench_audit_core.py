@@ -3,13 +3,14 @@
     python bench/bench_audit_core.py [--records 50000] [--repeat 2]
 
 Builds the dataset with ../shared/tools/make_bench_set.py in a temporary folder (skipped, with a message,
-when ../shared is absent), times the whole CLI process (best of --repeat), then times each stage in
-process (read, each measurement, each family's check and summary) to show where the time goes.
+when ../shared is absent), times the whole CLI process (best of --repeat), and shows where the time goes from the
+per-stage seconds the JSON report carries (summed over batches and workers).
 Prints both tables and adds a row to the "Audit, core rules" section of bench/RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -22,31 +23,9 @@ MAKE_SET = ROOT.parent / "shared" / "tools" / "make_bench_set.py"
 FAMILIES = "format,empty,length,hygiene,duplicate,volume"
 
 
-def stage_times(data: Path) -> list[tuple[str, float]]:
-    """Seconds per stage of one in-process audit, in pipeline order."""
-    sys.path.insert(0, str(ROOT))
-    from datakit.config import build_config
-    from datakit.measure import ensure
-    from datakit.normalise import load
-    from validators import RuleContext, select
-
-    config = build_config(only=FAMILIES.split(","))
-    rules = select(config.only, config.skip)
-    times = []
-    started = time.perf_counter()
-    ds = load(data)
-    times.append(("read + normalise", time.perf_counter() - started))
-    for name in dict.fromkeys(n for r in rules for n in r.needs):
-        started = time.perf_counter()
-        ensure(ds, [name], config)
-        times.append((f"measure {name}", time.perf_counter() - started))
-    ctx = RuleContext(config=config)
-    for rule in rules:
-        started = time.perf_counter()
-        rule.check(ds, ctx)
-        rule.summary(ds, ctx)
-        times.append((f"rules {rule.family}", time.perf_counter() - started))
-    return times
+def stage_times(report: Path) -> list[tuple[str, float]]:
+    """Seconds per stage of the last audit, as its JSON report records them."""
+    return [(s["stage"], s["seconds"]) for s in json.loads(report.read_text(encoding="utf-8"))["stages"]]
 
 
 def main() -> None:
@@ -67,7 +46,7 @@ def main() -> None:
         command = [str(exe), "audit", str(data), "--only", FAMILIES, "--fail-on", "never", "-q", "--json",
                    str(Path(tmp) / "report.json"), "--no-html"]
         wall = wall_time(command, args.repeat)
-        stages = stage_times(data)
+        stages = stage_times(Path(tmp) / "report.json")
     shown = f"datakit audit bench{args.records}.jsonl --only {FAMILIES} -q --json report.json --no-html"
     print(f"\n| records | wall (best of {args.repeat}) | command |\n|---|---|---|\n| {args.records:,} | {wall:.2f} s | `{shown}` |")
     print("\n| stage | seconds |\n|---|---|")

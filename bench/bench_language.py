@@ -58,7 +58,7 @@ def compare(data: Path, baseline_out: Path, report: Path) -> dict:
     from datakit.config import build_config
     from datakit.measure import ensure
     from datakit.normalise import load
-    from validators import RuleContext
+    from datakit.recheck import audit_records
     from validators.language import LanguageRules
 
     config = build_config(only=["language"])
@@ -75,7 +75,7 @@ def compare(data: Path, baseline_out: Path, report: Path) -> dict:
     both = [(o, b) for o, b in zip(ours, base) if (o[2], o[3]) == (b[2], b[3])]
     differ = [{"line": i + 1, "baseline": b[2:], "datakit": list(o[2:]), "prompt": o[0][:60]}
               for i, (o, b) in enumerate(zip(ours, base)) if (o[2], o[3]) != (b[2], b[3])]
-    summary = LanguageRules().summary(ds, RuleContext(config=config))
+    summary = audit_records(ds, config, rules=[LanguageRules()])[1]["language"]
     in_report = next(f["summary"] for f in json.loads(report.read_text(encoding="utf-8"))["families"] if f["family"] == "language")
     return {"records": frame.height, "agree": len(both), "prompt_agree": prompt_eq, "response_agree": response_eq,
             "texts_differ": texts_differ, "report_matches": in_report["languages"] == summary["languages"]

@@ -167,13 +167,18 @@ def fix(
     only: Annotated[list[str] | None, typer.Option(help="Apply only these rule families (comma-separated).")] = None,
     skip: Annotated[list[str] | None, typer.Option(help="Skip these rule families (comma-separated).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file (an [audit] table or bare keys).")] = None,
+    engine: Annotated[str, typer.Option(help="local | ray: where the audit pass runs (pip install 'datakit[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --engine ray (e.g. auto).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Repair what can be repaired, move the rest to a rejected file with its reasons: clean + rejected == input."""
     from datakit.fix import fix as fix_file
     from datakit.fix import print_summary
 
+    if engine not in ("local", "ray"):
+        raise ValueError(f"--engine {engine}: expected local or ray.")
     result = fix_file(path, output, rejected, dry_run=dry_run, config_file=config, progress=not quiet,
+                      engine=engine, ray_address=ray_address,
                       against=_split(against), label_field=label_field, max_tokens=max_tokens,
                       tokenizer=str(tokenizer) if tokenizer else None, only=_split(only), skip=_split(skip),
                       pii={"action": pii} if pii else None, fix={"over_length": over_length} if over_length else None)

@@ -88,8 +88,11 @@ class FixResult:
 
 def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path | None = None, *, dry_run: bool = False,
         config: AuditConfig | None = None, config_file: str | Path | None = None, progress: bool = False,
-        **options: Any) -> FixResult:
+        engine: str = "local", ray_address: str | None = None, **options: Any) -> FixResult:
     """Fix one dataset file into `output` (same format as the input) and `rejected` (default `<output>.rejected.jsonl`).
+
+    `engine="ray"` runs the audit of pass 1, the costly one, on a Ray cluster; the repairs and the writing stream
+    through this process.
 
     Options are those of `datakit.audit` (max_tokens, against, only, ...), plus config sections such as
     `pii={"action": "reject"}` or `fix={"over_length": "truncate"}`. With `dry_run` nothing is written.
@@ -107,7 +110,8 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
 
     rules = select(config.only, config.skip)
     actions = _actions(select(), config)  # every family's: read findings carry format codes even when format is skipped
-    with Audit(path, config, progress=progress) as run, Spill() as work, Stages(enabled=progress) as stages:
+    with (Audit(path, config, progress=progress, engine=engine, ray_address=ray_address) as run, Spill() as work,
+          Stages(enabled=progress) as stages):
         fixer = _Fixer(path, config, rules, actions, run, work)
         fixer.repair_and_judge(stages)
         fixer.judge_relations(progress)

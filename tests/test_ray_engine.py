@@ -118,6 +118,19 @@ def test_ray_finds_what_local_finds_in_a_directory_of_shards(cluster, shards, tm
 
 
 @needs_ray
+def test_fix_with_the_audit_on_ray_writes_what_the_local_fix_writes(cluster, planted, tmp_path):
+    outputs = {}
+    for engine in ("local", "ray"):
+        extra = ("--ray-address", cluster) if engine == "ray" else ()
+        proc = subprocess.run([str(BIN / "datakit"), "fix", str(planted), "-o", str(tmp_path / f"{engine}.jsonl"), "-q",
+                               "--engine", engine, *extra], check=False, capture_output=True, text=True,
+                              env=env(DATAKIT_RAY_PIECE_BYTES=str(PIECE_BYTES)), timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs[engine] = [(tmp_path / f"{engine}{part}.jsonl").read_bytes() for part in ("", ".rejected")]
+    assert outputs["ray"] == outputs["local"] and outputs["local"][1]  # same clean and rejected bytes, some rejected
+
+
+@needs_ray
 def test_a_damaged_shard_is_one_line_as_with_the_local_engine(cluster, shards, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(shards, broken)

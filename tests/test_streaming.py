@@ -50,3 +50,19 @@ def test_split_streams_and_keeps_every_record(planted, tmp_path, no_whole_reads)
     result = datakit.split(planted, tmp_path / "out", eval_share=0.1, seed=3)
     written = sum(sum(len(b) for b in open_raw(f).batches()) for f in result.files.values())
     assert written + result.rejected == len(lines_of(planted))
+
+
+def test_a_script_without_a_main_guard_audits_once(tmp_path):
+    """Batch workers are spawned processes, which would run a user's unguarded script again; they must not."""
+    import subprocess
+    import sys
+
+    records = (json.dumps({"instruction": f"Question {i}: what is {i} plus one?", "output": f"It is {i + 1}."})
+               for i in range(250_000))
+    data = tmp_path / "large.jsonl"
+    data.write_text("\n".join(records) + "\n", encoding="utf-8")  # more than two batches: workers start
+    script = tmp_path / "user_script.py"
+    script.write_text(f"import datakit\nprint('audit', datakit.audit({str(data)!r}, only=['format']).profile.records)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["audit 250000"]

@@ -10,6 +10,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +75,8 @@ def _outputs(inputs, plan: Plan, ctx: RuleContext, workers: int, timings: Counte
     if workers <= 1:
         yield from (audit_batch(batch, plan, ctx) for batch in batches)
         return
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start_worker,
-                             initargs=(plan, ctx, os.getpid())) as pool:
+    with _main_module_hidden(), ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                                    initializer=_start_worker, initargs=(plan, ctx, os.getpid())) as pool:
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.submit(_audit_in_worker, batch))
@@ -83,6 +84,21 @@ def _outputs(inputs, plan: Plan, ctx: RuleContext, workers: int, timings: Counte
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """A spawned worker runs the main module of this process again unless multiprocessing cannot find it: a user's
+    script that calls `datakit.audit()` without an `if __name__ == "__main__":` guard would audit again in every worker.
+    The workers need only datakit, so while they start the main module's file is hidden."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
 
 
 _worker: tuple[Plan, RuleContext] | None = None  # set in each batch worker
