@@ -233,7 +233,8 @@ class _Fixer:
         with Audit(survivors, config, progress=progress) as again:
             found = again.findings().filter(pl.col("line").is_not_null())
             dropped = found.filter(pl.col("rule").is_in(drops)).select("line").unique()
-            rows = with_messages(found.join(dropped, on="line").collect(engine="streaming"))
+            rows = with_messages(found.join(dropped, on="line").collect(engine="streaming")
+                                 .sort(["line", "rule", "related_line"], nulls_last=True))  # the streaming join's order varies
         for line, group in rows.partition_by("line", as_dict=True).items():
             self.relational_rejects[line[0]] = [{k: r[k] for k in _REASON_FIELDS if r[k] is not None}
                                                 | {"fix": self.actions.get(r["rule"])} for r in group.iter_rows(named=True)]
