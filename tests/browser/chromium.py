@@ -49,8 +49,9 @@ class Visit:
 
 
 @contextmanager
-def visit(path: Path, width: int = 1280, height: int = 900) -> Iterator[Visit]:
-    """Load `path` and wait until the page's script has run; console errors, page errors and non-local requests are kept."""
+def visit(path: Path, width: int = 1280, height: int = 900, init_script: str | None = None) -> Iterator[Visit]:
+    """Load `path` and wait until the page's script has run; console errors, page errors and non-local requests are kept.
+    `init_script` runs in the page before any of its own script (to hook what injected code would call)."""
     from playwright.sync_api import sync_playwright
 
     exe = chromium_path()
@@ -70,6 +71,8 @@ def visit(path: Path, width: int = 1280, height: int = 900) -> Iterator[Visit]:
                     r.abort()
 
             page.route("**/*", route)
+            if init_script:
+                page.add_init_script(init_script)
             page.goto(path.resolve().as_uri(), wait_until="load")
             yield seen
         finally:
