@@ -1,8 +1,10 @@
 """Reading and normalising: every real format is detected, and bad input becomes findings with lines."""
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
+import re
 
 import polars as pl
 import pytest
@@ -117,3 +119,90 @@ def test_huge_line_is_read(tmp_path):
     p.write_text(json.dumps({"instruction": "q", "output": big}) + "\n" + json.dumps({"instruction": "q2", "output": "a"}) + "\n")
     ds = load(p)
     assert ds.frame.height == 2 and ds.frame["valid"].all()
+
+
+GOOD_LINE = json.dumps({"instruction": "Name a colour of the sky.", "output": "Blue, on a clear day."})
+LONE_SURROGATE_LINE = '{"instruction": "scraped \\ud83d text", "output": "an emoji was cut in half here"}'
+PAIRED_SURROGATE_LINE = '{"instruction": "whole \\ud83d\\ude00 emoji", "output": "this one is fine"}'
+HUGE_NUMBER_LINE = '{"instruction": "q", "output": "a", "id": ' + "7" * 100_000 + "}"
+
+
+def _streamed(path, chunk_size):
+    from datakit.io.read import open_raw
+
+    with open_raw(path, chunk_size=chunk_size) as stream:
+        return [(r.line, r.text, r.error) for batch in stream.batches() for r in batch]
+
+
+@pytest.mark.parametrize("bad,why", [(LONE_SURROGATE_LINE, r"lone surrogate \\ud83d at column 26"),
+                                     (HUGE_NUMBER_LINE, "a number with 100000 digits at column 43")])
+def test_unloadable_value_is_one_failed_line_and_the_rest_is_read(tmp_path, bad, why):
+    p = tmp_path / "d.jsonl"
+    p.write_text(f"{GOOD_LINE}\n{bad}\n{PAIRED_SURROGATE_LINE}\n{GOOD_LINE}\n")
+    records = read_raw(p).records
+    assert [r.error is None for r in records] == [True, False, True, True]
+    assert re.search(why, records[1].error)
+    assert records[2].obj["instruction"] == "whole \U0001F600 emoji"
+    assert _streamed(p, 7) == [(r.line, r.text, r.error) for r in records]
+
+
+@pytest.mark.parametrize("layout", ["[\n  {}\n]\n", "[{}]"])
+def test_unloadable_array_element_keeps_its_text_and_the_rest_is_read(tmp_path, layout):
+    p = tmp_path / "d.json"
+    elements = [GOOD_LINE, LONE_SURROGATE_LINE, GOOD_LINE, HUGE_NUMBER_LINE, GOOD_LINE]
+    p.write_text(layout.replace("{}", ",\n  ".join(elements) if "\n" in layout else ",".join(elements)))
+    records = read_raw(p).records
+    assert [r.error is None for r in records] == [True, False, True, False, True]
+    assert records[1].text == LONE_SURROGATE_LINE and "lone surrogate \\ud83d" in records[1].error
+    assert "100000 digits" in records[3].error and "file line" in records[3].error
+    assert _streamed(p, 5) == [(r.line, r.text, r.error) for r in records]
+
+
+@pytest.mark.parametrize("codec,name", [("utf-16-le", "UTF-16 little-endian"), ("utf-16-be", "UTF-16 big-endian"),
+                                        ("utf-32-le", "UTF-32 little-endian"), ("utf-32-be", "UTF-32 big-endian")])
+def test_bom_of_utf16_or_utf32_decodes_the_file_and_names_it(tmp_path, codec, name):
+    rows = [{"instruction": f"问题 {i}", "output": f"答案 {i} 😀"} for i in range(3)]
+    p = tmp_path / "ps.jsonl"
+    p.write_bytes(("\ufeff" + "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n").encode(codec))
+    raw = read_raw(p)
+    assert [r.obj for r in raw.records] == rows
+    assert [n.rule for n in raw.notes] == ["format.encoding", "format.crlf"]
+    assert name in raw.notes[0].message and "replaced" not in raw.notes[0].message
+    assert _streamed(p, 3) == [(r.line, r.text, r.error) for r in raw.records]
+
+
+def test_invalid_utf16_is_replaced_and_named(tmp_path):
+    p = tmp_path / "broken16.jsonl"
+    p.write_bytes(codecs.BOM_UTF16_LE + GOOD_LINE.encode("utf-16-le") + b"\n\x00" + "\ud800".encode("utf-16-le", "surrogatepass")
+                  + GOOD_LINE.encode("utf-16-le") + b"\n\x00")
+    raw = read_raw(p)
+    assert raw.records[0].obj == json.loads(GOOD_LINE) and raw.records[1].error is not None
+    assert "replaced by U+FFFD" in raw.notes[0].message
+
+
+def test_utf16_file_is_never_cut_into_byte_ranges(tmp_path):
+    from datakit.io.read import count_records, line_ranges
+
+    p = tmp_path / "big16.jsonl"
+    p.write_bytes(("\ufeff" + (GOOD_LINE + "\n") * 2000).encode("utf-16-le"))
+    assert line_ranges(p, 4096) == [(0, p.stat().st_size)]
+    assert count_records(p) == 2000
+
+
+def test_gzip_bomb_stops_at_the_limit_with_a_clear_error(tmp_path, monkeypatch):
+    p = tmp_path / "bomb.jsonl.gz"
+    p.write_bytes(gzip.compress((GOOD_LINE + "\n").encode() + b"\x00" * (8 << 20), compresslevel=1))
+    monkeypatch.setenv("DATAKIT_MAX_GUNZIP_BYTES", str(4 << 20))
+    with pytest.raises(InputError, match=r"decompresses to more than 4,194,304 bytes .* DATAKIT_MAX_GUNZIP_BYTES"):
+        read_raw(p)
+
+
+def test_gzip_limit_is_a_ratio_of_the_file_with_a_floor(monkeypatch):
+    from datakit.io.read import GUNZIP_FLOOR, GUNZIP_RATIO, gunzip_limit
+
+    monkeypatch.delenv("DATAKIT_MAX_GUNZIP_BYTES", raising=False)
+    assert gunzip_limit(1000) == GUNZIP_FLOOR
+    assert gunzip_limit(10 * GUNZIP_FLOOR) == 10 * GUNZIP_RATIO * GUNZIP_FLOOR
+    monkeypatch.setenv("DATAKIT_MAX_GUNZIP_BYTES", "lots")
+    with pytest.raises(InputError, match="expected a whole number of bytes"):
+        gunzip_limit(1000)

@@ -31,6 +31,7 @@ class FormatRules(Rule):
         RuleCode("format.mixed_formats", E, "Several record formats in one file usually mean sources were concatenated without conversion.", "allow_mixed_formats = false"),
         RuleCode("format.bom", I, "A UTF-8 byte-order mark makes strict JSON readers fail on the first line.", fix="repair"),
         RuleCode("format.crlf", I, "Windows line endings are read fine here but leak '\\r' into text with naive readers.", fix="repair"),
+        RuleCode("format.encoding", W, "A UTF-16 or UTF-32 file (PowerShell's default) is read here by its byte-order mark, but most trainers read UTF-8 only.", fix="repair"),
         RuleCode("format.invalid_utf8", W, "Bytes that are not UTF-8 become U+FFFD and corrupt the text the model sees."),
         RuleCode("format.blank_line", I, "Blank lines in JSON Lines break strict readers."),
         RuleCode("format.truncated_file", W, "A JSON array that is not closed usually means an interrupted write or download."),

@@ -8,13 +8,17 @@ gzip, unreadable Parquet) raises `InputError`, which the CLI turns into one clea
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import itertools
 import json
 import operator
+import os
 import re
+import stat
 import struct
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -23,9 +27,17 @@ from pathlib import Path
 from typing import Any, Self
 
 BOM = "\ufeff"
+# Byte-order marks that state an encoding other than UTF-8; UTF-32's first, since UTF-16 LE's is a prefix of one.
+OTHER_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+              (codecs.BOM_UTF16_BE, "utf-16"))
+BOM_NAMES = {codecs.BOM_UTF32_LE: "UTF-32 little-endian", codecs.BOM_UTF32_BE: "UTF-32 big-endian",
+             codecs.BOM_UTF16_LE: "UTF-16 little-endian", codecs.BOM_UTF16_BE: "UTF-16 big-endian"}
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 
+GUNZIP_RATIO = 100  # a gzip file may decompress to this many times its size (JSON text: 3-20x; a gzip bomb: ~1000x)
+GUNZIP_FLOOR = 2**30  # ... or to this many bytes, whichever is more
+GUNZIP_LIMIT_ENV = "DATAKIT_MAX_GUNZIP_BYTES"  # a number of bytes that replaces both
 CHUNK_SIZE = 4 * 2**20  # bytes read from disk (and out of gzip) at a time
 BATCH_BYTES = 64 * 2**20  # default record text per batch
 BATCH_RECORDS = 100_000  # default records per batch
@@ -38,6 +50,10 @@ LOOKAHEAD = 64
 ELEMENT_SEPARATORS = re.compile(r"[ \t\n\r,]*")
 FIRST_ELEMENT_LINE = re.compile(r"\n([ \t]*)\S")
 NEXT_COMPACT_ELEMENT = re.compile(r"(?<=\}),\s*(?=\{)")
+# A "\\uD800"-style escape of half a UTF-16 pair with no other half beside it (scraped text with an emoji cut in two).
+LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                                   r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+SURROGATE = re.compile("[\ud800-\udfff]")
 TRUNCATED_GZIP = "Compressed file ended before the end-of-stream marker was reached"  # gzip.decompress's words
 DECODER = json.JSONDecoder()
 CANONICAL = json.JSONEncoder(ensure_ascii=False)  # json.dumps(value, ensure_ascii=False), without a new encoder per call
@@ -96,7 +112,14 @@ def open_raw(path: str | Path, *, chunk_size: int = CHUNK_SIZE) -> RawStream:
         raise InputError(f"{p}: no such file. Check the path (datakit reads .jsonl, .json, .json.gz, .jsonl.gz and .parquet).")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a dataset file. Pass one file, e.g. {p}/train.jsonl.")
-    return RawStream(p, chunk_size)
+    if not stat.S_ISREG(p.stat().st_mode):  # opening a named pipe would wait for a writer forever
+        raise InputError(f"{p}: is not a regular file (a named pipe, device or socket). datakit reads a file more than "
+                         "once and needs its size; save the data to a file first.")
+    try:
+        return RawStream(p, chunk_size)
+    except PermissionError:
+        raise InputError(f"{p}: permission denied: this user cannot read the file. Check its permissions (ls -l) "
+                         "or run as a user who may read it.") from None
 
 
 class RawStream:
@@ -143,12 +166,19 @@ class RawStream:
     def _detect(self) -> None:
         """Tell gzip, Parquet, a JSON array and JSON Lines apart from the first bytes and the first visible character."""
         self.gzip = self._disk.peek(2) == GZIP_MAGIC
-        chunks = _damaged_gzip_is_input_error(_gunzip(self._disk), self.path) if self.gzip else self._disk.chunks()
+        if self.gzip:
+            chunks = _damaged_gzip_is_input_error(_gunzip(self._disk, gunzip_limit(self.size)), self.path, self.size)
+        else:
+            chunks = self._disk.chunks()
         head, self._content = _peek_bytes(chunks, len(PARQUET_MAGIC))
         self._text: _Text | None = None
         self._parser: _JsonLines | _JsonArray | None = None
+        self._transcoder: _Transcoder | None = None
         if head.startswith(PARQUET_MAGIC):
             return
+        if encoding := _bom_encoding(head):
+            self._transcoder = _Transcoder(self._content, *encoding)
+            self._content = self._transcoder.chunks()
         self._text = _Text(self._content)
         first, pieces = _first_visible_char(self._text.pieces())
         if first is None:
@@ -197,6 +227,8 @@ class RawStream:
             self._disk.read_to_end()
             self._checksum = self._disk.checksum()
             self._notes = [] if self._parser is None else self._text.notes() + self._parser.notes()
+            if self._transcoder is not None:
+                self._notes.insert(0, self._transcoder.note())
         finally:
             self._disk.close()
 
@@ -302,8 +334,25 @@ class _DiskReader:
         self._file.close()
 
 
-def _gunzip(disk: _DiskReader) -> Iterator[bytes]:
-    """Decompressed bytes of every gzip member in turn, with gzip.decompress's checks and errors, a chunk at a time."""
+def gunzip_limit(compressed: int) -> int:
+    """The most bytes a gzip file of `compressed` bytes may decompress to before reading stops (a gzip bomb): its size
+    times GUNZIP_RATIO, at least GUNZIP_FLOOR, or the number of bytes in the environment's DATAKIT_MAX_GUNZIP_BYTES."""
+    if (given := os.environ.get(GUNZIP_LIMIT_ENV)) is None:
+        return max(GUNZIP_FLOOR, GUNZIP_RATIO * compressed)
+    try:
+        return int(given)
+    except ValueError:
+        raise InputError(f"{GUNZIP_LIMIT_ENV}={given!r}: expected a whole number of bytes, e.g. 20000000000.") from None
+
+
+class _GunzipLimit(Exception):
+    """A gzip file decompressed past `gunzip_limit`."""
+
+
+def _gunzip(disk: _DiskReader, limit: int) -> Iterator[bytes]:
+    """Decompressed bytes of every gzip member in turn, with gzip.decompress's checks and errors, a chunk at a time;
+    _GunzipLimit past `limit` bytes in all."""
+    total = 0
     while gzip._read_gzip_header(disk) is not None:  # the stdlib's own header parser, so errors read the same
         inflater = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
         crc = length = 0
@@ -313,6 +362,9 @@ def _gunzip(disk: _DiskReader) -> Iterator[bytes]:
             if not data and not out and not inflater.eof:
                 raise EOFError(TRUNCATED_GZIP)
             crc, length = zlib.crc32(out, crc), length + len(out)
+            total += len(out)
+            if total > limit:
+                raise _GunzipLimit(limit)
             if out:
                 yield out
         trailer = inflater.unused_data
@@ -338,11 +390,16 @@ def _skip_zero_padding(rest: bytes, disk: _DiskReader) -> bytes:
     return rest
 
 
-def _damaged_gzip_is_input_error(chunks: Iterator[bytes], path: str) -> Iterator[bytes]:
+def _damaged_gzip_is_input_error(chunks: Iterator[bytes], path: str, size: int) -> Iterator[bytes]:
     try:
         yield from chunks
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise InputError(f"{path}: gzip stream is damaged ({e}); re-create or re-download the file.") from None
+    except _GunzipLimit as e:
+        limit = e.args[0]
+        raise InputError(f"{path}: decompresses to more than {limit:,} bytes ({limit // max(size, 1):,} times its "
+                         f"{size:,} bytes), past the limit that guards against gzip bombs. If the file is genuine, raise "
+                         f"the limit: {GUNZIP_LIMIT_ENV}=<bytes> datakit ...") from None
 
 
 def _peek_bytes(chunks: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
@@ -368,6 +425,52 @@ def _parquet_batches(shown: str, file: str) -> Iterator[tuple[list[dict], float]
                 yield pl.from_arrow(batch).to_dicts(), read / total
     except Exception as e:  # noqa: BLE001 -- pyarrow and polars raise several unrelated types for damaged files
         raise InputError(f"{shown}: Parquet file cannot be read ({type(e).__name__}: {e}).") from None
+
+
+def _bom_encoding(head: bytes) -> tuple[str, str] | None:
+    """(codec, name) of a UTF-16 or UTF-32 byte-order mark starting head, or None (the UTF-8 one is `_Text`'s)."""
+    for bom, codec in OTHER_BOMS:
+        if head.startswith(bom):
+            return codec, BOM_NAMES[bom]
+    return None
+
+
+class _Transcoder:
+    """UTF-8 bytes from the chunks of a UTF-16 or UTF-32 text whose byte-order mark states it (the mark is dropped):
+    the rest of the reader reads UTF-8. Invalid code units become U+FFFD, and the file's note says so."""
+
+    def __init__(self, chunks: Iterable[bytes], codec: str, name: str):
+        self._chunks = chunks
+        self._decoder = codecs.getincrementaldecoder(codec)("strict")
+        self.name = name
+        self.invalid = False
+
+    def chunks(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            if text := self._decode(chunk, False):
+                yield text.encode("utf-8")
+        if text := self._decode(b"", True):
+            yield text.encode("utf-8")
+
+    def _decode(self, data: bytes, final: bool) -> str:
+        state = self._decoder.getstate()
+        try:
+            return self._decoder.decode(data, final)
+        except UnicodeDecodeError:
+            self.invalid = True
+            self._decoder.setstate(state)
+            self._decoder.errors = "replace"
+            try:
+                return self._decoder.decode(data, final)
+            finally:
+                self._decoder.errors = "strict"
+
+    def note(self) -> FileNote:
+        invalid = (" Some bytes were not valid in it and were replaced by U+FFFD; the file may be damaged."
+                   if self.invalid else "")
+        return FileNote("format.encoding", 1, f"file is {self.name}, as its byte-order mark states, and was read as such."
+                        f"{invalid} Most trainers read UTF-8 only: `datakit fix` writes UTF-8 (or `iconv -f "
+                        f"{self.name.split()[0]} -t UTF-8`).", "warning")
 
 
 def _char_boundary(data: bytes) -> int:
@@ -523,12 +626,36 @@ def _line_groups(pieces: Iterable[str]) -> Iterator[tuple[list[str], bool]]:
 
 def _line_record(no: int, line: str, ended: bool) -> RawRecord:
     try:
-        return RawRecord(no, line, json.loads(line))
+        obj = json.loads(line)
     except json.JSONDecodeError as e:
         why = e.msg if ended else "truncated record (the file ends mid-record)"
         return RawRecord(no, line, None, f"{why} at column {e.colno}")
     except RecursionError:
         return RawRecord(no, line, None, "nesting too deep to parse")
+    except ValueError:  # the only other error json raises: an integer past Python's digit limit
+        at, digits = _long_number(line, 0)
+        return RawRecord(no, line, None, _long_number_problem(digits, f"column {at + 1}"))
+    if "\\u" in line and (escape := LONE_SURROGATE_ESCAPE.search(line)) and SURROGATE.search(CANONICAL.encode(obj)):
+        return RawRecord(no, line, None, _lone_surrogate_problem(escape.group(), f"column {escape.start() + 1}"))
+    return RawRecord(no, line, obj)
+
+
+def _long_number(text: str, start: int) -> tuple[int, int]:
+    """Where the first run of digits too long for Python's int() starts in text, and its length."""
+    found = re.compile(rf"\d{{{sys.get_int_max_str_digits() + 1},}}").search(text, start)
+    return (found.start(), len(found.group())) if found else (start, 0)
+
+
+def _long_number_problem(digits: int, where: str = "") -> str:
+    where = f" at {where}" if where else ""
+    return (f"a number with {digits or 'too many'} digits{where}, over Python's limit of {sys.get_int_max_str_digits()} for an "
+            "integer, so Python tools cannot load the record; store it as a string")
+
+
+def _lone_surrogate_problem(escape: str, where: str = "") -> str:
+    where = f" at {where}" if where else ""
+    return (f"lone surrogate {escape}{where} (half of a UTF-16 pair, often an emoji cut in two), which no UTF-8 file can hold; "
+            "replace it with the whole character or remove it")
 
 
 class _JsonLines:
@@ -752,12 +879,12 @@ class _JsonArray:
         while (pos := skip(window, pos).end()) < inside and window[pos] != "]":
             try:
                 value, end = decode(window, pos)
-            except (json.JSONDecodeError, RecursionError):
+            except (ValueError, RecursionError):  # ValueError: JSONDecodeError or an integer past the digit limit
                 break
-            if end > inside:
+            if end > inside or SURROGATE.search(text := encode(value)):
                 break
             count += 1
-            group.append(RawRecord(count, encode(value), value))
+            group.append(RawRecord(count, text, value))
             pos = end
         self._count = count
         return pos
@@ -776,10 +903,26 @@ class _JsonArray:
                 if not self._broken_seen:  # the whole array parsed so far: today's json.loads gave up on it as a whole
                     raise InputError(f"{self._path}: JSON nesting too deep to parse.") from None
                 return self._broken(pos, pos, "nesting too deep to parse")
+            except ValueError:  # an integer past Python's digit limit
+                at, digits = _long_number(self._window, pos)
+                if self._may_be_cut(at + digits):
+                    pos = self._refill(pos, len(self._window) - pos)
+                    continue
+                return self._broken(pos, at, _long_number_problem(digits))
             if self._may_be_cut(end):
                 pos = self._refill(pos, len(self._window) - pos)
                 continue
-            return RawRecord(self._count, CANONICAL.encode(value), value), end
+            text = CANONICAL.encode(value)
+            if SURROGATE.search(text):
+                return self._unstorable(pos, end)
+            return RawRecord(self._count, text, value), end
+
+    def _unstorable(self, pos: int, end: int) -> tuple[RawRecord, int]:
+        """A well-formed element holding a lone surrogate, as a failed record keeping its own text."""
+        escape = LONE_SURROGATE_ESCAPE.search(self._window, pos, end)
+        line, column = self._where(escape.start() if escape else pos)
+        why = f"{_lone_surrogate_problem(escape.group() if escape else '')} (file line {line}, column {column})"
+        return RawRecord(self._count, self._window[pos:end].strip(), None, why), end
 
     def _broken(self, pos: int, at: int, why: str) -> tuple[RawRecord, int]:
         """The broken element starting at pos as a failed record, and where the next element starts."""
@@ -832,8 +975,9 @@ def line_ranges(path: str | Path, piece_bytes: int) -> list[tuple[int, int]]:
 
 
 def _first_line_is_object(f: Any, limit: int) -> bool:
-    """Whether the file's first line is a JSON object (never so for gzip or Parquet bytes)."""
-    return _is_object(f.readline(limit).removeprefix(BOM.encode()).decode("utf-8", errors="replace"))
+    """Whether the file's first line is a UTF-8 JSON object (never so for gzip, Parquet, UTF-16 or UTF-32 bytes)."""
+    line = f.readline(limit)
+    return not _bom_encoding(line) and _is_object(line.removeprefix(BOM.encode()).decode("utf-8", errors="replace"))
 
 
 def _next_line_start(f: Any, at: int) -> int | None:
