@@ -314,9 +314,9 @@ def test_one_pretty_printed_object_is_one_record_up_to_a_size(tmp_path, monkeypa
 def test_nesting_too_deep(tmp_path):
     deep = "[" * 100000 + "]" * 100000
     array = tmp_path / "a.json"
-    array.write_text(f"[{{}}, {deep}]")
-    with pytest.raises(InputError, match="JSON nesting too deep to parse"):
-        read_raw(array)
+    array.write_text(f'[{{}}, {{"x": {deep}}}, {{"a": 1}}]')  # one element too deep: a failed record, the rest read
+    assert [(r.obj, r.error) for r in read_raw(array).records] == [
+        ({}, None), (None, "nesting too deep to parse (file line 1, column 6)"), ({"a": 1}, None)]
     lines = tmp_path / "d.jsonl"
     lines.write_text(f'{{"a": 1}}\n{deep}\n')
     assert [r.error for r in read_raw(lines).records] == [None, "nesting too deep to parse"]

@@ -139,14 +139,16 @@ class RawStream:
       that elements of valid arrays always had, so `raw` is canonical for every array element;
     - a JSONL file whose every line fails is read as one pretty-printed object, as before, when the whole text
       parses and is at most ONE_OBJECT_MAX_CHARS long; a longer one stays one failed record per line;
-    - a damaged gzip, a damaged Parquet row group, and nesting too deep in a JSON array are noticed where they
-      are read, so the InputError may come after earlier batches were yielded: a caller must not treat those
+    - a damaged gzip (or one that decompresses past `gunzip_limit`) and a damaged Parquet row group are noticed
+      where they are read, so the InputError may come after earlier batches were yielded: a caller must not treat those
       batches as the whole file;
     - a broken element of an array written on one line makes the reader look ahead to the next line that
       starts with text, to choose how to find the next element (the same rule as before);
     - lone carriage returns between array elements are whitespace, as in a valid array, also in a broken one;
-    - inputs that crashed the whole-file reader now read: corrupt deflate data is a damaged gzip, nesting too
-      deep after a broken array element is a failed record; a damaged Parquet file's message quotes pyarrow.
+    - inputs that crashed the whole-file reader now read: corrupt deflate data is a damaged gzip, an array element
+      nested too deep, holding a lone surrogate or a number past Python's digit limit is a failed record (as such a
+      line of JSON Lines is); a damaged Parquet file's message quotes pyarrow; a UTF-16 or UTF-32 file with its
+      byte-order mark is decoded as such.
     """
 
     def __init__(self, path: Path, chunk_size: int):
@@ -790,7 +792,6 @@ class _JsonArray:
         self._column = 0  # its 0-based column in that line
         self._eof = False
         self._count = 0
-        self._broken_seen = False
         self._indent = _FirstElementIndent()
         self._resync: re.Pattern[str] | None = None
 
@@ -900,8 +901,6 @@ class _JsonArray:
                     continue
                 return self._broken(pos, e.pos, e.msg)
             except RecursionError:
-                if not self._broken_seen:  # the whole array parsed so far: today's json.loads gave up on it as a whole
-                    raise InputError(f"{self._path}: JSON nesting too deep to parse.") from None
                 return self._broken(pos, pos, "nesting too deep to parse")
             except ValueError:  # an integer past Python's digit limit
                 at, digits = _long_number(self._window, pos)
@@ -926,7 +925,6 @@ class _JsonArray:
 
     def _broken(self, pos: int, at: int, why: str) -> tuple[RawRecord, int]:
         """The broken element starting at pos as a failed record, and where the next element starts."""
-        self._broken_seen = True
         line, column = self._where(at)
         stop, resume = self._next_element(max(at, pos + 1))
         text = self._window[pos:stop].strip().rstrip(",")
