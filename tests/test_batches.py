@@ -8,6 +8,7 @@ import pytest
 
 from datakit.audit import Audit
 from datakit.config import build_config
+from datakit.engine.inputs import FileInput
 from tests.planted import EVAL_SET, write_planted
 
 
@@ -40,3 +41,14 @@ def test_small_batches_find_exactly_what_one_batch_finds(whole, batch_records, w
     assert batched_rows == rows  # every field of every finding: rule, line, related line, message, excerpt, ...
     assert batched_summaries == summaries
     assert batched_profile == profile
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_evened_out_batches_come_in_a_multiple_of_the_workers_and_about_equal(whole, workers):
+    """No worker computes a lone last batch while the others wait; the sizes asked are never exceeded."""
+    path, _ = whole
+    inputs = FileInput(path, batch_records=700)
+    inputs.even_out(workers)
+    sizes = [len(b.records) for b in inputs.batches()]
+    assert len(sizes) % workers == 0 and max(sizes) <= 700
+    assert max(sizes) - min(sizes) <= 0.1 * max(sizes)

@@ -6,6 +6,7 @@ each file read is described by a `SourceFile` (how it is stored, its checksum, t
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,24 @@ class FileInput:
     def __post_init__(self) -> None:
         self.files = shard_files(self.path)
         self.size = sum(f.stat().st_size for f in self.files if f.exists())
+
+    def even_out(self, workers: int) -> None:
+        """Cut the input into a multiple of `workers` batches of about equal size, so that no worker computes the last
+        batch alone while the others wait (on a 50,000-record input: 6 batches of ~8,500 records, not 5 of 10,000 on
+        two cores). Batch sizes only shrink, and never change an answer. The records per byte are estimated from the
+        first megabyte of the first file (only plain files: a compressed one keeps the sizes asked)."""
+        plain = [f for f in self.files if f.exists() and not f.name.lower().endswith(".gz")]
+        if workers < 2 or len(plain) != len(self.files) or not self.size:
+            return
+        with open(plain[0], "rb") as f:
+            sample = f.read(1 << 20)
+        if not sample:
+            return
+        records = math.ceil(1.01 * self.size * max(1, sample.count(b"\n")) / len(sample))  # 1%: rather no tiny tail
+        batches = max(math.ceil(records / self.batch_records), math.ceil(self.size / self.batch_bytes))
+        batches = math.ceil(batches / workers) * workers
+        self.batch_records = min(self.batch_records, math.ceil(records / batches))
+        self.batch_bytes = min(self.batch_bytes, math.ceil(self.size / batches))
 
     def batches(self) -> Iterator[RawBatch]:
         first_id, done = 0, 0

@@ -47,7 +47,10 @@ def run_local(inputs: FileInput | FrameInput | LinedInput, plan: Plan, ctx: Rule
     timings: Counter = Counter()
     advance = stages.records(f"auditing {Path(ctx.path).name or 'records'}", inputs.size)
     records = 0
-    for out in _outputs(inputs, plan, ctx, _workers(inputs, workers), timings):
+    workers = _workers(inputs, workers)
+    if isinstance(inputs, FileInput):
+        inputs.even_out(workers)
+    for out in _outputs(inputs, plan, ctx, workers, timings):
         timings.update(out.timings)
         started = time.perf_counter()
         spill.add(FINDINGS, out.findings)
@@ -70,7 +73,8 @@ def _workers(inputs: FileInput | FrameInput | LinedInput, asked: int | None) -> 
 
 def _outputs(inputs, plan: Plan, ctx: RuleContext, workers: int, timings: Counter) -> Iterator[BatchOutput]:
     """The output of every batch in input order, computed here or in `workers` spawned processes (polars must not
-    be forked); at most `workers` batches are in flight, so memory holds a few batches, never the input."""
+    be forked); two batches per worker are in flight (one computing, one queued, so no worker waits while this process
+    reads), so memory holds a few batches, never the input."""
     batches = _timed_iter(inputs.batches(), timings, "read")
     if workers <= 1:
         yield from (audit_batch(batch, plan, ctx) for batch in batches)
@@ -80,7 +84,7 @@ def _outputs(inputs, plan: Plan, ctx: RuleContext, workers: int, timings: Counte
         pending: deque = deque()
         for batch in batches:
             pending.append(pool.submit(_audit_in_worker, batch))
-            if len(pending) >= workers:
+            if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
