@@ -28,7 +28,16 @@ from datakit.config import build_config
 from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
 from datakit.io.atomic import write_text
 from datakit.io.read import InputError, open_raw
-from datakit.io.write import record_writer, refuse_overwrite, rejection, sibling, unreadable_row
+from datakit.io.write import (
+    container_notes,
+    container_of,
+    record_writer,
+    refuse_overwrite,
+    rejected_container,
+    rejection,
+    sibling,
+    unreadable_row,
+)
 from schemas.config import AuditConfig
 
 UPSAMPLED = "_datakit_upsampled_from"
@@ -58,7 +67,8 @@ def balance(path: str | Path, by: str, output: str | Path | None = None, *, stra
             shares: dict[str, float] | None = None, max_per_class: int | None = None, min_per_class: int | None = None,
             weights: str | Path | None = None, seed: int = 0, rejected: str | Path | None = None,
             config: AuditConfig | None = None, config_file: str | Path | None = None) -> BalanceResult:
-    """Rebalance the classes of field `by` into `output` (the input's format), or write loss weights to `weights`.
+    """Rebalance the classes of field `by` into `output` (the container its name says: .jsonl, .json, .parquet, optionally
+    .gz), or write loss weights to `weights`.
 
     Defaults come from the balance rule's settings: cap at the smallest class x balance.max_imbalance_ratio,
     floor at the largest class / that ratio, so the result passes `datakit audit`'s balance check.
@@ -72,6 +82,8 @@ def balance(path: str | Path, by: str, output: str | Path | None = None, *, stra
         raise ValueError(f"--strategy {strategy}: expected cap, floor or shares.")
     rejected_path = None if output is None else Path(rejected) if rejected is not None else sibling(output, "rejected")
     refuse_overwrite("balance", [path], [output, rejected_path, weights])
+    if rejected_path is not None:
+        rejected_container(rejected_path)  # a rejected file that cannot be written is refused before the work
     census = _census(path, by)
     if not census.classes:
         raise ValueError(f"{path}: no record has the field '{by}', so there is nothing to balance. Check --by "
@@ -93,6 +105,7 @@ def balance(path: str | Path, by: str, output: str | Path | None = None, *, stra
     result.output = Path(output)
     result.rejected_path = rejected_path
     _write_resampled(path, census, copies, by, _capped_reasons(before, targets, strategy, seed), result)
+    result.notes += container_notes(result.output, rejected_path)
     if result.unreadable:
         result.notes.append(f"{result.unreadable} record(s) are not valid JSON and went to {result.rejected_path}; "
                             "run `datakit fix` before balancing.")
@@ -107,8 +120,6 @@ class _Census:
     """What the first pass keeps of a file: record indices per class and of unlabelled records (no record itself)."""
 
     source: str
-    container: str
-    gzip: bool
     checksum: str
     records: int
     classes: dict[str, array]  # label -> indices of its records, in file order
@@ -131,8 +142,7 @@ def _census(path: str | Path, by: str) -> _Census:
                 else:
                     unlabelled.append(index)
                 index += 1
-    return _Census(stream.path, stream.container, stream.gzip, stream.checksum, index, classes, unlabelled,
-                   unreadable_count)
+    return _Census(stream.path, stream.checksum, index, classes, unlabelled, unreadable_count)
 
 
 def _copies(census: _Census, targets: dict[str, int], seed: int) -> array:
@@ -172,8 +182,8 @@ def _write_resampled(path: str | Path, census: _Census, copies: array, by: str, 
                          "nothing writes to it.")
     index = 0
     # The rejected file is renamed into place first: an output on disk always has its rejected file next to it.
-    with (open_raw(path) as stream, record_writer(result.output, census.container, census.gzip) as out,
-          record_writer(result.rejected_path) as rejected):
+    with (open_raw(path) as stream, record_writer(result.output, *container_of(result.output)) as out,
+          record_writer(result.rejected_path, *rejected_container(result.rejected_path)) as rejected):
         for batch in stream.batches(BATCH_BYTES, BATCH_RECORDS):
             if index + len(batch) > census.records:
                 raise changed

@@ -13,9 +13,13 @@ not define are kept where they were. What each target cannot hold:
   ("instruction\\ninput", as LLaMA-Factory joins them); the input is also kept in `_datakit_input`
   so that converting back to Alpaca restores both fields exactly. ShareGPT `function_call` turns
   and OpenAI `tool_calls` map onto each other; typed content parts become their joined text.
-- Field-name variants (BELLE's question/std_answer, prompt/completion) are written as
-  instruction/output, and Alpaca output always has `input` (canonical Alpaca, "" when none); records
-  already in the target format are written unchanged.
+- Output follows the target's canonical fields, the ones the LLaMA-Factory entry (`--dataset-info`) names:
+  Alpaca variants (BELLE's question/std_answer, prompt/completion, a missing `input`) are written as
+  instruction/input/output ("" when there is no input); ShareGPT turns use from/value with human, gpt,
+  system, observation and function_call; OpenAI records use `messages` with system, user, assistant and
+  tool. Records already written that way are kept byte for byte.
+- The output's name says its container (.jsonl, .json, .parquet, optionally .gz); without -o the
+  output mirrors the input's container next to it.
 """
 from __future__ import annotations
 
@@ -29,8 +33,20 @@ from rich.console import Console
 
 from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
 from datakit.io.atomic import write_text
+from datakit.io.names import dataset_entry_name
 from datakit.io.read import RawRecord, open_raw
-from datakit.io.write import container_of, record_writer, refuse_overwrite, rejection, sibling, unreadable_row
+from datakit.io.write import (
+    container_notes,
+    container_of,
+    data_stem,
+    record_writer,
+    refuse_overwrite,
+    rejected_container,
+    rejection,
+    sibling,
+    suffix_for,
+    unreadable_row,
+)
 from datakit.normalise import detect_format
 from schemas.records import INSTRUCTION_ALIASES, OPENAI_ROLES, OUTPUT_ALIASES, SHAREGPT_ROLES
 
@@ -39,6 +55,8 @@ TARGETS = ("alpaca", "sharegpt", "openai")
 INPUT_MARKER = "_datakit_input"
 REFUSED = "convert.not_representable"
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
+SHAREGPT_TAGS = {*SHAREGPT_FROM.values(), "function_call"}  # the `from` values LLaMA-Factory's sharegpt defaults read
+OPENAI_TAGS = set(SHAREGPT_FROM)  # the roles datakit writes, and the entry's tags name
 OPTIONAL_COLUMNS = ("system", "history", "tools")  # LLaMA-Factory columns an entry names only when some record fills them
 
 
@@ -84,32 +102,40 @@ class ConvertResult:
 
 def convert(path: str | Path, to: Target, output: str | Path | None = None, *, rejected: str | Path | None = None,
             dataset_info: str | None = None) -> ConvertResult:
-    """Convert every record of `path` to `to` (alpaca | sharegpt | openai) into `output` (the input's container;
-    default `<input>.<to>.<ext>` next to it); refused and unreadable records go to `rejected` (default
-    `<output>.rejected.jsonl`) with their reason. `dataset_info` names a LLaMA-Factory dataset_info.json entry to
-    write next to `output`."""
+    """Convert every record of `path` to `to` (alpaca | sharegpt | openai) into `output`, in the container its name
+    says (default `<input>.<to>.<ext>` next to the input, in the input's container); refused and unreadable records go
+    to `rejected` (default `<output>.rejected.jsonl`) with their reason. `dataset_info` names a LLaMA-Factory
+    dataset_info.json entry to write next to `output`."""
     if to not in TARGETS:
         raise ValueError(f"--to {to}: expected one of {', '.join(TARGETS)}.")
-    out_path = Path(output) if output is not None else _default_output(Path(path), to)
-    rej_path = Path(rejected) if rejected is not None else sibling(out_path, "rejected")
-    refuse_overwrite("convert", [path], [out_path, rej_path])
+    if dataset_info is not None:
+        dataset_entry_name(dataset_info)  # refused before anything is written
     with open_raw(path) as stream:
         batches = stream.batches(BATCH_BYTES, BATCH_RECORDS)
         first = next(batches, [])  # the container is final once the first batch is read
+        out_path = Path(output) if output is not None else _default_output(Path(path), to, stream.container, stream.gzip)
+        rej_path = Path(rejected) if rejected is not None else sibling(out_path, "rejected")
+        refuse_overwrite("convert", [path], [out_path, rej_path])
+        container, gzip_ = container_of(out_path)
         result = ConvertResult(source=stream.path, to=to, records=0, converted=0, unchanged=0, refused=0,
-                               output=out_path, rejected_path=rej_path, container=stream.container, gzip=stream.gzip)
+                               output=out_path, rejected_path=rej_path, container=container, gzip=gzip_)
         filled: set[str] = set()
         # The rejected file is renamed into place first: an output on disk always has its rejected file next to it.
-        with record_writer(out_path, stream.container, stream.gzip) as written, record_writer(rej_path) as refused:
+        with (record_writer(out_path, container, gzip_) as written,
+              record_writer(rej_path, *rejected_container(rej_path)) as refused):
             for batch in itertools.chain([first], batches):
                 kept, rows = _convert_batch(batch, to, stream.path, result)
                 written.write(kept)
                 refused.write(rows)
-                filled.update(k for new in kept if isinstance(new, dict) for k in OPTIONAL_COLUMNS if new.get(k))
+                filled.update(k for new in kept for k in _filled_columns(new))
                 result.records += len(batch)
                 result.refused += len(rows)
     if dataset_info:
         result.dataset_info = write_dataset_info(out_path, dataset_info, to, filled)
+        if "tool_calls" in filled:
+            result.notes.append(f"entry '{dataset_info}' uses LLaMA-Factory's `openai` formatting, the one that reads "
+                                "tool_calls (added to LLaMA-Factory in November 2025); for an older LLaMA-Factory "
+                                "convert with --to sharegpt instead.")
     _notes(result, out_path)
     return result
 
@@ -135,10 +161,18 @@ def _convert_batch(batch: list[RawRecord], to: str, source: str, result: Convert
     return kept, rows
 
 
-def _default_output(path: Path, to: str) -> Path:
-    """`data.json` -> `data.sharegpt.json`, next to the input."""
-    stem, _, ext = path.name.removesuffix(".gz").rpartition(".")
-    return path.with_name(f"{stem or ext}.{to}.{ext if stem else 'jsonl'}{'.gz' if path.name.endswith('.gz') else ''}")
+def _default_output(path: Path, to: str, container: str, gzip_: bool) -> Path:
+    """`data.json` -> `data.sharegpt.json` next to the input, in the container the input was read as."""
+    return path.with_name(f"{data_stem(path)}.{to}{suffix_for(container, gzip_)}")
+
+
+def _filled_columns(record: Any) -> list[str]:
+    """The OPTIONAL_COLUMNS a written record fills, and "tool_calls" when an OpenAI message of it calls a tool."""
+    if not isinstance(record, dict):
+        return []
+    calls = isinstance(record.get("messages"), list) and any(isinstance(m, dict) and m.get("tool_calls")
+                                                             for m in record["messages"])
+    return [k for k in OPTIONAL_COLUMNS if record.get(k)] + (["tool_calls"] if calls else [])
 
 
 def convert_record(obj: Any, to: str, tally: ConvertResult | None = None) -> tuple[Any, bool]:
@@ -149,7 +183,7 @@ def convert_record(obj: Any, to: str, tally: ConvertResult | None = None) -> tup
                                "audit` to see why.")
     if fmt == "prompts":
         raise NotRepresentable("it holds questions without answers (an eval set's shape), which no training format holds.")
-    if fmt == to:
+    if fmt == to and _canonical(obj, to):
         return obj, True
     conv = {"alpaca": _from_alpaca, "sharegpt": _from_sharegpt, "openai": _from_openai}[fmt](obj)
     produced = {"alpaca": _to_alpaca, "sharegpt": _to_sharegpt, "openai": _to_openai}[to](conv)
@@ -161,6 +195,17 @@ def convert_record(obj: Any, to: str, tally: ConvertResult | None = None) -> tup
             for key in (k for t in conv.turns if t.role != "system" for k in t.extra):
                 tally.dropped_turn_fields[key] = tally.dropped_turn_fields.get(key, 0) + 1
     return new, False
+
+
+def _canonical(obj: dict, to: str) -> bool:
+    """Whether a record of format `to` already has the target's canonical fields and role names (so it is kept as it
+    is): what LLaMA-Factory reads through the entry `dataset_info_entry` writes."""
+    if to == "alpaca":
+        return all(k in obj for k in ("instruction", "input", "output"))
+    if to == "sharegpt":
+        return all(isinstance(t, dict) and t.get("from") in SHAREGPT_TAGS for t in obj["conversations"])
+    messages = obj.get("messages")
+    return isinstance(messages, list) and all(isinstance(m, dict) and m.get("role") in OPENAI_TAGS for m in messages)
 
 
 # --- reading each format into the conversation form ---------------------------------------------------------
@@ -377,7 +422,10 @@ def _layout(original: dict, conv: Conversation, produced: dict) -> dict:
 
 def dataset_info_entry(file_name: str, to: str, filled: set[str]) -> dict:
     """A LLaMA-Factory dataset_info.json entry (formatting, columns, tags) for a file in format `to` whose records
-    fill the OPTIONAL_COLUMNS in `filled` (gathered while the records are written)."""
+    fill the OPTIONAL_COLUMNS in `filled` (gathered while the records are written), as LLaMA-Factory's data/README.md
+    defines them. OpenAI messages are its sharegpt formatting with OpenAI tags, except when an assistant message
+    calls tools: the sharegpt reader takes only each message's `content` (None there), so such a file gets the
+    `openai` formatting, whose reader turns `tool_calls` into function calls."""
     if to == "alpaca":
         columns = {"prompt": "instruction", "query": "input", "response": "output"}
         columns |= {k: k for k in ("system", "history") if k in filled}
@@ -388,7 +436,8 @@ def dataset_info_entry(file_name: str, to: str, filled: set[str]) -> dict:
     columns = {"messages": "messages"} | ({"tools": "tools"} if "tools" in filled else {})
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
             "system_tag": "system", "observation_tag": "tool"}
-    return {"file_name": file_name, "formatting": "sharegpt", "columns": columns, "tags": tags}
+    formatting = "openai" if "tool_calls" in filled else "sharegpt"
+    return {"file_name": file_name, "formatting": formatting, "columns": columns, "tags": tags}
 
 
 def write_dataset_info(output: Path, name: str, to: str, filled: set[str]) -> Path:
@@ -408,9 +457,7 @@ def write_dataset_info(output: Path, name: str, to: str, filled: set[str]) -> Pa
 
 
 def _notes(result: ConvertResult, out_path: Path) -> None:
-    if container_of(out_path, (result.container, result.gzip)) != (result.container, result.gzip):
-        result.notes.append(f"{out_path} is written in the input's container ({result.container}"
-                            f"{', gzip' if result.gzip else ''}), whatever its name says.")
+    result.notes += container_notes(out_path, result.rejected_path)
     if result.with_history:
         result.notes.append(f"{result.with_history} multi-turn record(s): earlier user/assistant pairs are in `history`.")
     if result.dropped_turn_fields:

@@ -39,7 +39,15 @@ from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS, LinedInput
 from datakit.engine.spill import Spill
 from datakit.io.atomic import atomic_open
 from datakit.io.read import InputError, RawRecord, open_raw
-from datakit.io.write import container_of, refuse_overwrite, rejection, sibling, write_records
+from datakit.io.write import (
+    container_notes,
+    container_of,
+    refuse_overwrite,
+    rejected_container,
+    rejection,
+    sibling,
+    write_records,
+)
 from datakit.measure import ensure
 from datakit.progress import Stages
 from datakit.recheck import dataset_of, edited
@@ -78,7 +86,7 @@ class FixResult:
     unrepaired: dict[str, int]  # repair code -> records rejected because the repair could not fix them (and no drop code did)
     changes: list[Change]  # the first EXAMPLES changed texts
     rounds: int
-    container: str
+    container: str  # the clean file's, as its name says (the input's in a dry run)
     gzip: bool
     clean_path: Path | None = None
     rejected_path: Path | None = None
@@ -89,7 +97,8 @@ class FixResult:
 def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path | None = None, *, dry_run: bool = False,
         config: AuditConfig | None = None, config_file: str | Path | None = None, progress: bool = False,
         engine: str = "local", ray_address: str | None = None, **options: Any) -> FixResult:
-    """Fix one dataset file into `output` (same format as the input) and `rejected` (default `<output>.rejected.jsonl`).
+    """Fix one dataset file into `output` (the input's record format, in the container the name says: .jsonl, .json,
+    .parquet, optionally .gz) and `rejected` (default `<output>.rejected.jsonl`).
 
     `engine="ray"` runs the audit of pass 1, the costly one, on a Ray cluster; the repairs and the writing stream
     through this process.
@@ -106,6 +115,7 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
         clean_path = Path(output)
         rej_path = Path(rejected) if rejected is not None else sibling(clean_path, "rejected")
         refuse_overwrite("fix", [path], [clean_path, rej_path])
+        rejected_container(rej_path)  # a rejected file that cannot be written is refused before the work
     from validators import select  # imported when called: rule families import datakit.measure, and so datakit
 
     rules = select(config.only, config.skip)
@@ -116,9 +126,9 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
         fixer.repair_and_judge(stages)
         fixer.judge_relations(progress)
         result = fixer.result(clean_path, rej_path, dry_run)
-        if clean_path is not None and container_of(clean_path, (result.container, result.gzip)) != (result.container, result.gzip):
-            result.notes.append(f"{clean_path} is written as {_describe(result.container, result.gzip)} like the input, "
-                                "whatever its name says; `datakit convert` changes record formats.")
+        if clean_path is not None:
+            result.container, result.gzip = container_of(clean_path)
+            result.notes += container_notes(clean_path, rej_path)
         if not dry_run:
             with stages.step(f"writing {clean_path.name} and {rej_path.name}"):
                 _write_both(fixer, result, clean_path, rej_path)
@@ -130,7 +140,7 @@ def _write_both(fixer: _Fixer, result: FixResult, clean_path: Path, rej_path: Pa
     has its REJ beside it, and a failure (a full disk) leaves neither half-written nor one without the other."""
     pending = [(p.with_name(f".{p.name}.pending"), p) for p in (rej_path, clean_path)]
     try:
-        write_records(pending[0][0], fixer.rejected_rows(), "jsonl")
+        write_records(pending[0][0], fixer.rejected_rows(), *rejected_container(rej_path))
         write_records(pending[1][0], fixer.kept_records(), result.container, result.gzip)
         for tmp, target in pending:
             os.replace(tmp, target)

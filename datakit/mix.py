@@ -30,7 +30,7 @@ from datakit.balance import UPSAMPLED, proportional_counts
 from datakit.convert import TARGETS, NotRepresentable, convert_record
 from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
 from datakit.io.read import InputError, RawRecord, open_raw
-from datakit.io.write import container_of, refuse_overwrite, write_records
+from datakit.io.write import container_notes, container_of, refuse_overwrite, write_records
 from datakit.normalise import detect_format
 
 SOURCE = "_source"
@@ -60,7 +60,8 @@ class MixResult:
 def mix(paths: list[str | Path], output: str | Path, *, ratio: list[float] | None = None, total: int | None = None,
         seed: int = 0, to: str | None = None) -> MixResult:
     """Mix the records of `paths` at `ratio` (one share per input, normalised; default: every record once) into
-    `output`, whose suffix picks the container (.jsonl, .json, .parquet, optionally .gz; default JSON Lines)."""
+    `output`, whose name picks the container (.jsonl, .json, .parquet, optionally .gz; any other name: JSON Lines, with
+    a note)."""
     if not paths:
         raise ValueError("mix needs at least one input file.")
     if ratio is not None and len(ratio) != len(paths):
@@ -102,6 +103,7 @@ def mix(paths: list[str | Path], output: str | Path, *, ratio: list[float] | Non
                 _spill(pool, _draw_ranks(len(pool.usable), seed, i), slots[:want], to, buckets)
             slots = slots[want:]
         write_records(out_path, buckets.in_order(), container, gzip_)
+    result.notes += container_notes(out_path)
     left_out = sum(s.left_out for s in result.sources)
     if left_out:
         result.notes.append(f"{left_out} record(s) left out: unreadable, of no known format"

@@ -105,10 +105,11 @@ def test_dataset_info_entry_is_added_next_to_the_output_keeping_other_entries(tm
     proc = run_cli("convert", EXAMPLES / "glaive_toolcall_en_sample.json", "--to", "openai", "-o", tmp_path / "tools.json",
                    "--dataset-info", "tools_openai")
     assert proc.returncode == 0, proc.stderr
+    assert "formatting, the one that reads tool_calls" in " ".join(proc.stdout.split())
     after = json.loads(info.read_text())
     assert {k: v for k, v in after.items() if k != "tools_openai"} == before
     assert after["tools_openai"] == {
-        "file_name": "tools.json", "formatting": "sharegpt", "columns": {"messages": "messages", "tools": "tools"},
+        "file_name": "tools.json", "formatting": "openai", "columns": {"messages": "messages", "tools": "tools"},
         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
                  "system_tag": "system", "observation_tag": "tool"}}
     datakit.convert(EXAMPLES / "alpaca_zh_sample.json", "alpaca", tmp_path / "zh.json", dataset_info="zh")
@@ -116,9 +117,48 @@ def test_dataset_info_entry_is_added_next_to_the_output_keeping_other_entries(tm
         "file_name": "zh.json", "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
 
 
+def test_openai_messages_without_tool_calls_get_the_sharegpt_formatting_with_openai_tags(tmp_path):
+    datakit.convert(EXAMPLES / "sharegpt_sample.json", "openai", tmp_path / "chat.jsonl", dataset_info="chat")
+    entry = json.loads((tmp_path / "dataset_info.json").read_text())["chat"]
+    assert entry["formatting"] == "sharegpt" and entry["columns"] == {"messages": "messages"}
+
+
 def test_records_already_in_the_target_format_are_written_unchanged(tmp_path):
-    result = datakit.convert(EXAMPLES / "belle_sample.jsonl", "alpaca", tmp_path / "belle.jsonl")
-    assert result.unchanged == 250 and (tmp_path / "belle.jsonl").read_bytes() == (EXAMPLES / "belle_sample.jsonl").read_bytes()
+    result = datakit.convert(EXAMPLES / "alpaca_zh_sample.json", "alpaca", tmp_path / "zh.json")
+    assert result.unchanged == 150 and (tmp_path / "zh.json").read_bytes() == (EXAMPLES / "alpaca_zh_sample.json").read_bytes()
+
+
+def test_belle_fields_are_written_as_the_alpaca_fields_the_dataset_info_entry_names(tmp_path):
+    proc = run_cli("convert", EXAMPLES / "belle_sample.jsonl", "--to", "alpaca", "-o", tmp_path / "belle.jsonl",
+                   "--dataset-info", "belle")
+    assert proc.returncode == 0, proc.stderr
+    originals, written = records(EXAMPLES / "belle_sample.jsonl"), records(tmp_path / "belle.jsonl")
+    assert len(written) == 250
+    for before, after in zip(originals, written):
+        assert after == {"instruction": before["question"], "input": "", "output": before["std_answer"], "class": before["class"]}
+    columns = json.loads((tmp_path / "dataset_info.json").read_text())["belle"]["columns"]
+    assert all(all(column in r for column in columns.values()) for r in written)
+
+
+def test_alpaca_without_input_gains_an_empty_input_in_place(tmp_path):
+    datakit.convert(EXAMPLES / "alpaca_eval_sample.json", "alpaca", tmp_path / "eval.json")
+    first, original = records(tmp_path / "eval.json")[0], records(EXAMPLES / "alpaca_eval_sample.json")[0]
+    assert list(first) == ["instruction", "input", "output", *[k for k in original if k not in ("instruction", "output")]]
+    assert first["input"] == "" and first["output"] == original["output"]
+
+
+def test_role_name_variants_are_written_with_the_target_role_names(tmp_path):
+    data = tmp_path / "variants.jsonl"
+    data.write_text(json.dumps({"conversations": [{"from": "user", "value": "hi"}, {"from": "chatgpt", "value": "hello"}]})
+                    + "\n" + json.dumps({"conversations": [{"role": "developer", "content": "be brief"},
+                                                            {"role": "user", "content": "hi"},
+                                                            {"role": "assistant", "content": "hello"}]}) + "\n")
+    result = datakit.convert(data, "sharegpt", tmp_path / "sg.jsonl")
+    assert (result.converted, result.unchanged) == (2, 0)
+    assert [[t["from"] for t in r["conversations"]] for r in records(tmp_path / "sg.jsonl")] == [["human", "gpt"]] * 2
+    datakit.convert(data, "openai", tmp_path / "oa.jsonl")
+    assert [[m["role"] for m in r["messages"]] for r in records(tmp_path / "oa.jsonl")] == [
+        ["user", "assistant"], ["system", "user", "assistant"]]
 
 
 def test_unknown_target_and_overwriting_the_input_are_refused(tmp_path):

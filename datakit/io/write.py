@@ -1,4 +1,4 @@
-"""Writing records back in a dataset's own container (JSON Lines, JSON array, Parquet, each optionally gzip), atomically.
+"""Writing records in the container an output's name says (JSON Lines, JSON array, Parquet, each optionally gzip), atomically.
 
 Records stream into a temporary file that replaces the target only once complete (`datakit.io.atomic`),
 so a crash mid-way leaves the old file or none. `write_records` writes an iterable; `record_writer` takes
@@ -176,15 +176,44 @@ def _supertype(a: Any, b: Any) -> Any:
 SINKS: dict[str, type[RecordSink]] = {"jsonl": _JsonLinesSink, "json": _JsonArraySink, "parquet": _ParquetSink}
 
 
-def container_of(path: str | Path, default: tuple[str, bool] = ("jsonl", False)) -> tuple[str, bool]:
-    """(container, gzip) an output name asks for by its suffix (.jsonl, .json, .parquet, optionally .gz), else `default`."""
+DATA_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+
+
+def container_of(path: str | Path) -> tuple[str, bool]:
+    """(container, gzip) an output's name asks for: .jsonl (or .ndjson), .json or .parquet, each optionally + .gz. The
+    name decides, whatever the input was; a name that says none of them is written as JSON Lines (`container_notes`)."""
+    kind, packed = _named(path)
+    return kind or "jsonl", packed
+
+
+def container_notes(*paths: str | Path | None) -> list[str]:
+    """A note for each output whose name does not say its container (written as JSON Lines), so nobody guesses."""
+    notes = []
+    for path in (p for p in paths if p is not None):
+        kind, packed = _named(path)
+        if kind is None:
+            notes.append(f"{path} is written as JSON Lines{' (gzip)' if packed else ''}: its name ends in none of .jsonl, "
+                         ".json, .parquet (each optionally + .gz), which is how an output's container is chosen.")
+    return notes
+
+
+def rejected_container(path: str | Path) -> tuple[str, bool]:
+    """(container, gzip) of a rejected file by its name: JSON Lines or a JSON array, optionally gzip. Parquet is refused
+    before any work starts: rejected rows hold records of any shape (or none), which one Parquet table cannot."""
+    kind, packed = container_of(path)
+    if kind == "parquet":
+        raise ValueError(f"{path}: a rejected file is written as JSON Lines or a JSON array (its rows hold records of any "
+                         "shape, which one Parquet table cannot); name it .jsonl or .json (optionally + .gz).")
+    return kind, packed
+
+
+def _named(path: str | Path) -> tuple[str | None, bool]:
+    """(the container the name's suffix says or None, whether it ends in .gz)."""
     suffixes = [s.lower() for s in Path(path).suffixes]
     packed = bool(suffixes) and suffixes[-1] == ".gz"
     if packed:
         suffixes = suffixes[:-1]
-    last = suffixes[-1] if suffixes else ""
-    kind = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}.get(last)
-    return (kind, packed) if kind else default
+    return DATA_SUFFIXES.get(suffixes[-1] if suffixes else ""), packed
 
 
 def suffix_for(container: str, gzip_: bool) -> str:
@@ -212,12 +241,15 @@ def refuse_overwrite(command: str, inputs: Iterable[str | Path], outputs: Iterab
 
 def sibling(path: str | Path, tag: str) -> Path:
     """`clean.jsonl` -> `clean.<tag>.jsonl`: a companion file next to an output (its rejected records, its overflow)."""
-    p = Path(path)
-    name = p.name[:-3] if p.name.lower().endswith(".gz") else p.name
+    return Path(path).with_name(f"{data_stem(path)}.{tag}.jsonl")
+
+
+def data_stem(path: str | Path) -> str:
+    """A data file's name without its container suffixes: `clean.jsonl.gz` -> `clean`, `notes.txt` -> `notes.txt`."""
+    name = Path(path).name
+    name = name[:-3] if name.lower().endswith(".gz") else name
     stem, dot, suffix = name.rpartition(".")
-    if dot and stem and suffix.lower() in ("jsonl", "ndjson", "json", "parquet"):
-        name = stem
-    return p.with_name(f"{name}.{tag}.jsonl")
+    return stem if dot and stem and "." + suffix.lower() in DATA_SUFFIXES else name
 
 
 def rejection(source: str, line: int | None, raw: str, record: Any, reasons: list[dict]) -> dict:
