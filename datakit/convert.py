@@ -17,7 +17,8 @@ not define are kept where they were. What each target cannot hold:
   Alpaca variants (BELLE's question/std_answer, prompt/completion, a missing `input`) are written as
   instruction/input/output ("" when there is no input); ShareGPT turns use from/value with human, gpt,
   system, observation and function_call; OpenAI records use `messages` with system, user, assistant and
-  tool. Records already written that way are kept byte for byte.
+  tool, and text content (typed content parts are joined). Records already written that way are kept
+  byte for byte.
 - The output's name says its container (.jsonl, .json, .parquet, optionally .gz); without -o the
   output mirrors the input's container next to it.
 """
@@ -116,6 +117,8 @@ def convert(path: str | Path, to: Target, output: str | Path | None = None, *, r
         out_path = Path(output) if output is not None else _default_output(Path(path), to, stream.container, stream.gzip)
         rej_path = Path(rejected) if rejected is not None else sibling(out_path, "rejected")
         refuse_overwrite("convert", [path], [out_path, rej_path])
+        if dataset_info:
+            _readable_by_llamafactory(out_path)
         container, gzip_ = container_of(out_path)
         result = ConvertResult(source=stream.path, to=to, records=0, converted=0, unchanged=0, refused=0,
                                output=out_path, rejected_path=rej_path, container=container, gzip=gzip_)
@@ -198,14 +201,19 @@ def convert_record(obj: Any, to: str, tally: ConvertResult | None = None) -> tup
 
 
 def _canonical(obj: dict, to: str) -> bool:
-    """Whether a record of format `to` already has the target's canonical fields and role names (so it is kept as it
-    is): what LLaMA-Factory reads through the entry `dataset_info_entry` writes."""
+    """Whether a record of format `to` already has the target's canonical fields, role names and text values (so it is
+    kept as it is): what LLaMA-Factory reads through the entry `dataset_info_entry` writes. Typed content parts are
+    joined into text, like every other conversion into OpenAI messages does."""
     if to == "alpaca":
-        return all(k in obj for k in ("instruction", "input", "output"))
+        return all(isinstance(obj.get(k), str) for k in ("instruction", "input", "output"))
     if to == "sharegpt":
-        return all(isinstance(t, dict) and t.get("from") in SHAREGPT_TAGS for t in obj["conversations"])
+        return all(isinstance(t, dict) and t.get("from") in SHAREGPT_TAGS and isinstance(t.get("value"), str)
+                   for t in obj["conversations"])
     messages = obj.get("messages")
-    return isinstance(messages, list) and all(isinstance(m, dict) and m.get("role") in OPENAI_TAGS for m in messages)
+    return isinstance(messages, list) and all(
+        isinstance(m, dict) and m.get("role") in OPENAI_TAGS
+        and (isinstance(m.get("content"), str) or (m.get("content") is None and bool(m.get("tool_calls"))))
+        for m in messages)
 
 
 # --- reading each format into the conversation form ---------------------------------------------------------
@@ -438,6 +446,17 @@ def dataset_info_entry(file_name: str, to: str, filled: set[str]) -> dict:
             "system_tag": "system", "observation_tag": "tool"}
     formatting = "openai" if "tool_calls" in filled else "sharegpt"
     return {"file_name": file_name, "formatting": formatting, "columns": columns, "tags": tags}
+
+
+LLAMAFACTORY_SUFFIXES = (".json", ".jsonl", ".parquet")  # the data files LLaMA-Factory's loader knows by extension
+
+
+def _readable_by_llamafactory(output: Path) -> None:
+    """Refuse, before anything is written, an entry LLaMA-Factory could not load: it picks a file's reader by the last
+    extension, and knows no .gz (nor .ndjson or a name without one)."""
+    if output.suffix.lower() not in LLAMAFACTORY_SUFFIXES:
+        raise ValueError(f"--dataset-info: LLaMA-Factory loads a dataset file by its extension ({', '.join(LLAMAFACTORY_SUFFIXES)}"
+                         f"), which {output.name} does not end in; name the output e.g. {data_stem(output)}.jsonl.")
 
 
 def write_dataset_info(output: Path, name: str, to: str, filled: set[str]) -> Path:

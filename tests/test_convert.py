@@ -169,3 +169,10 @@ def test_unknown_target_and_overwriting_the_input_are_refused(tmp_path):
     same = run_cli("convert", copy, "--to", "sharegpt", "-o", copy)
     assert same.returncode == 2 and "is the input file" in same.stderr
     assert copy.read_bytes() == (EXAMPLES / "identity.json").read_bytes()
+
+
+def test_dataset_info_for_a_file_llamafactory_cannot_load_is_refused_before_writing(tmp_path):
+    proc = run_cli("convert", EXAMPLES / "identity.json", "--to", "sharegpt", "-o", tmp_path / "identity.jsonl.gz",
+                   "--dataset-info", "identity")
+    assert proc.returncode == 2 and "which identity.jsonl.gz does not end in" in " ".join(proc.stderr.split())
+    assert list(tmp_path.iterdir()) == []
