@@ -155,7 +155,7 @@ def schema(output: Annotated[Path | None, typer.Option("-o", "--output", help="W
 @app.command()
 def fix(
     path: Annotated[Path, typer.Argument(help="Dataset file to fix; it is never modified.")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Clean file, written in the input's format.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Clean file, in the input's record format; its suffix picks the container (.jsonl, .json, .parquet, + .gz).")] = None,
     rejected: Annotated[Path | None, typer.Option(help="Rejected records with every reason (default: next to -o, .rejected.jsonl).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show counts per rule and a few before/after diffs; write nothing.")] = False,
     against: Annotated[list[str] | None, typer.Option(help="Eval/test file(s): training records leaking into them are rejected.")] = None,
@@ -189,7 +189,7 @@ def fix(
 def balance(
     path: Annotated[Path, typer.Argument(help="Dataset file to rebalance.")],
     by: Annotated[str, typer.Option("--by", help="Record field holding the class label.")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Rebalanced file, in the input's format.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Rebalanced file; its suffix picks the container (.jsonl, .json, .parquet, + .gz).")] = None,
     strategy: Annotated[str, typer.Option(help="cap (downsample big classes) | floor (upsample small ones) | shares.")] = "cap",
     shares: Annotated[str | None, typer.Option(help="Target shares for --strategy shares, e.g. a=0.5,b=0.5 (default: uniform).")] = None,
     max_per_class: Annotated[int | None, typer.Option(help="cap: records per class at most (default: smallest x max imbalance ratio).")] = None,
@@ -233,7 +233,7 @@ def split_command(
 def convert(
     path: Annotated[Path, typer.Argument(help="Dataset file to convert.")],
     to: Annotated[str, typer.Option("--to", help="Target format: alpaca | sharegpt | openai.")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Converted file (default: <input>.<to>.<ext>).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Converted file; its suffix picks the container (default: <input>.<to>.<ext>, the input's container).")] = None,
     rejected: Annotated[Path | None, typer.Option(help="Records the target cannot hold, with the reason (default: next to -o).")] = None,
     dataset_info: Annotated[str | None, typer.Option(help="Add/replace this entry in a LLaMA-Factory dataset_info.json next to -o.")] = None,
 ) -> None:
@@ -247,7 +247,7 @@ def convert(
 @app.command()
 def mix(
     paths: Annotated[list[Path], typer.Argument(help="Input files: a task set, then general data, ...")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Mixed file; its suffix picks the container (default JSON Lines).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Mixed file; its suffix picks the container (.jsonl, .json, .parquet, + .gz; else JSON Lines).")],
     ratio: Annotated[str | None, typer.Option(help="One share per input, e.g. 0.8,0.2 (default: every record once).")] = None,
     total: Annotated[int | None, typer.Option(help="Records in the mix (default: the largest that repeats no record).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same file.")] = 0,
