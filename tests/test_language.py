@@ -129,6 +129,41 @@ def test_mismatch_flags_an_english_answer_to_a_chinese_question(tmp_path):
     assert summary["mismatches"] == 1
 
 
+CHINESE_ANSWER = "递归是一种让函数调用自身来解决问题的方法，每次调用处理更小的子问题，直到遇到可以直接回答的基本情况。"
+
+
+def test_mismatch_flags_a_few_english_words_answered_in_chinese(tmp_path):
+    records = [{"instruction": q, "output": a} for q, a in zip(ENGLISH, ANSWERS)]
+    records += [{"instruction": "Explain recursion.", "output": CHINESE_ANSWER},  # 16 letters: Latin vs Han needs no minimum
+                {"instruction": "Explain recursion in Chinese.", "output": CHINESE_ANSWER},  # asked for
+                {"instruction": "Translate: recursion", "output": CHINESE_ANSWER},
+                {"instruction": "What is 12 times 12?", "output": "144"},
+                {"instruction": "Explain recursion.", "output": "```python\ndef f(n):\n    return 1 if n < 2 else n * f(n - 1)\n```"}]
+    found, summary = audit_language(tmp_path, records, language={"expected": ["en", "zh"]})
+    mismatch = found.filter(pl.col("rule") == "language.mismatch")
+    assert mismatch["line"].to_list() == [13] and summary["mismatches"] == 1
+    assert "prompt is in Latin script (too short to name the language) but the response in Chinese" in mismatch["message"][0]
+    assert mismatch["detail"][0] == "prompt latin script, response zh-cn"
+
+
+def test_a_short_answer_in_another_script_is_not_a_mismatch(tmp_path):
+    """Short answers to Chinese prompts are names and words (real Alpaca-zh: "IronyQueen_Sarah", "DelishDish")."""
+    question = "请用几句话解释为什么这个数字对研究数学史的人很重要。"
+    records = [{"instruction": question, "output": "这个数字出现在许多经典问题中，数学史学家研究它的性质是如何被发现的。"}] * 10
+    records += [{"instruction": "生成一个移动应用程序的名称，允许用户从本地餐厅订餐。", "output": "\"DelishDish\""},
+                {"instruction": "改变以下名词为复数形式：watch", "output": "watches"}]
+    found, _ = audit_language(tmp_path, records, language={"expected": ["zh", "en"]})
+    assert found.height == 0
+
+
+@pytest.mark.parametrize("name", ["belle/eval_set.json", "llamafactory/alpaca_zh_demo.json", "self_instruct/seed_tasks.jsonl",
+                                  "llamafactory/glaive_toolcall_zh_demo.json"])
+def test_real_bilingual_sets_have_no_mismatch_false_alarms(shared_data, name):
+    """Their translation tasks (either way), code answers and one-word answers are what they were asked for."""
+    found, summary = run_rule(LanguageRules(), load(shared_data / name), AuditConfig())
+    assert summary["mismatches"] == 0 and found.filter(pl.col("rule") == "language.mismatch").height == 0
+
+
 def test_expected_languages_flag_records_outside_them(tmp_path):
     records = [{"instruction": q, "output": a} for q, a in zip(ENGLISH, ANSWERS)]
     found, summary = audit_language(tmp_path, records, language={"expected": ["de"]})

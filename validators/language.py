@@ -13,7 +13,8 @@ language is only *judged* when that answer can be trusted:
   with some English or code in them Norwegian or Vietnamese (real BELLE and Alpaca-zh records), which
   a text without Hangul, or mostly in Han characters, cannot be.
 
-Texts not judged count as "unknown" and are never flagged.
+Texts not judged count as "unknown" and are never flagged. One exception: a prompt too short to name its
+language ("Explain X") still has a script, and a judged answer in another script (Chinese) is a mismatch.
 """
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ W = Severity.warning
 CJK_WEIGHT = 4  # a Chinese, Japanese or Korean character carries about as much as 4 letters of an alphabet
 SINGLE_SCRIPT = 0.75  # share of a text's (weighted) letters its main script needs for the text to be judged
 CODE = r"(?s)```.*?(?:```|$)|`[^`\n]*`"  # fenced and inline code (markdown)
+# A prompt that asks for a translation or names a language: its answer may well be in another script.
+NAMES_A_LANGUAGE = (r"(?i)translat|\b(english|chinese|mandarin|cantonese|japanese|korean|pinyin|romaji|hanzi|kanji)\b"
+                    r"|翻译|翻譯|译成|译为|英文|英语|英語|中文|汉语|漢語|华语|普通话|日文|日语|韩文|韩语|拼音")
+SCRIPT_NAMES = {"latin": "Latin", "cyrillic": "Cyrillic", "arabic": "Arabic", "cjk": "Chinese/Japanese/Korean",
+                "other": "another"}
 NAMES = {
     "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "bn": "Bengali", "ca": "Catalan", "cs": "Czech", "cy": "Welsh",
     "da": "Danish", "de": "German", "el": "Greek", "en": "English", "es": "Spanish", "et": "Estonian", "fa": "Persian",
@@ -106,28 +112,48 @@ def _letter_table() -> np.ndarray:
     return table
 
 
+def _scripts(counts: str) -> tuple[pl.Expr, pl.Expr]:
+    """The weighted letters per script (a list in `SCRIPTS` order) and the main script's name, from the struct
+    column `counts`."""
+    n = lambda k: pl.col(counts).struct.field(k)
+    scripts = pl.concat_list([n("latin"), n("cyrillic"), n("arabic"), CJK_WEIGHT * (n("han") + n("kana") + n("hangul")),
+                              n("other")])
+    return scripts, scripts.list.arg_max().replace_strict(dict(enumerate(SCRIPTS)), return_dtype=pl.String)
+
+
+def _clear(counts: str) -> pl.Expr:
+    """Whether a text is mostly prose in one script: its letters outside code are at least half of all its letters
+    and its main script holds `SINGLE_SCRIPT` of them."""
+    scripts, _ = _scripts(counts)
+    n = lambda k: pl.col(counts).struct.field(k)
+    return (n("letters") > 0) & (scripts.list.max() >= SINGLE_SCRIPT * scripts.list.sum()) & (2 * n("letters") >= n("all_letters"))
+
+
+def script_of(counts: str) -> pl.Expr:
+    """The script a text is written in, however short, where it is mostly prose in one script; else null."""
+    return pl.when(_clear(counts)).then(_scripts(counts)[1])
+
+
 def judged(counts: str, lang: str, cfg: LanguageConfig) -> pl.Expr:
     """The language in column `lang` where the text's letter counts (struct column `counts`, outside code, and
     `all_letters`, code included) say it can be trusted; else null."""
     n = lambda k: pl.col(counts).struct.field(k)
     han, kana, hangul = n("han"), n("kana"), n("hangul")
     cjk = han + kana + hangul
-    scripts = pl.concat_list([n("latin"), n("cyrillic"), n("arabic"), CJK_WEIGHT * cjk, n("other")])
-    script = scripts.list.arg_max().replace_strict(dict(enumerate(SCRIPTS)), return_dtype=pl.String)
+    script = _scripts(counts)[1]
     code = pl.col(lang)
     fits = (pl.when(code == "ja").then((script == "cjk") & (kana > 0))
             .when(code == "ko").then((script == "cjk") & (hangul > 0))
             .when(code.str.starts_with("zh")).then((script == "cjk") & (han > 0) & (kana == 0) & (hangul == 0))
             .otherwise(code.replace_strict(LANG_SCRIPT, default="other", return_dtype=pl.String) == script))
     enough = pl.when(script == "cjk").then(cjk >= cfg.min_cjk_chars).otherwise(n("letters") >= cfg.min_letters)
-    one_script = scripts.list.max() >= SINGLE_SCRIPT * scripts.list.sum()
-    prose_first = 2 * n("letters") >= n("all_letters")
-    return pl.when(code.is_not_null() & enough & one_script & prose_first & fits).then(code)
+    return pl.when(code.is_not_null() & enough & _clear(counts) & fits).then(code)
 
 
 def _judge(batch: Dataset, cfg: LanguageConfig) -> pl.DataFrame:
-    """Valid records with `p` and `r`, the judged prompt and response languages (null: not judged), and whether each
-    text holds anything but whitespace."""
+    """Valid records with `p` and `r`, the judged prompt and response languages (null: not judged), `ps` and `rs`,
+    their scripts however short (null: mixed or mostly code), whether the prompt names a language (`asks_language`),
+    and whether each text holds anything but whitespace."""
     valid = batch.valid
     counts = {}
     for side in ("prompt", "response"):
@@ -139,7 +165,9 @@ def _judge(batch: Dataset, cfg: LanguageConfig) -> pl.DataFrame:
     return valid.select("id", "line", "prompt", "response", "prompt_lang", "response_lang").with_columns(
         *counts.values()).select("id", "line", said("prompt").alias("prompt_said"), said("response").alias("response_said"),
                                  judged("prompt_counts", "prompt_lang", cfg).alias("p"),
-                                 judged("response_counts", "response_lang", cfg).alias("r"))
+                                 judged("response_counts", "response_lang", cfg).alias("r"),
+                                 script_of("prompt_counts").alias("ps"), script_of("response_counts").alias("rs"),
+                                 pl.col("prompt").fill_null("").str.contains(NAMES_A_LANGUAGE).alias("asks_language"))
 
 
 def main_languages(rows: pl.DataFrame, cfg: LanguageConfig) -> list[str]:
@@ -176,7 +204,8 @@ class LanguageRules(Rule):
         RuleCode("language.off_language", W, "Records in another language than the rest teach the model to switch "
                  "language unprompted.", "expected = the dataset's languages on >= 20% of responses"),
         RuleCode("language.mismatch", W, "An answer in another language than its question teaches the model to reply in "
-                 "the wrong language.", "texts under 50 letters or 4 CJK characters are not judged"),
+                 "the wrong language.", "texts under 50 letters or 4 CJK characters are not judged, except a prompt in "
+                 "another script than its judged answer"),
     )
 
     def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
@@ -202,8 +231,9 @@ class LanguageRules(Rule):
             flag(mismatch, code_info(self, "language.mismatch"),
                  message("prompt is in {} but the response in {}: the model learns to answer in another language than "
                          "it is asked in. Expected for translation tasks; otherwise translate the answer or drop the record.",
-                         name_p, name_r),
-                 field="response", detail=pl.format("prompt {}, response {}", pl.col("p"), pl.col("r"))),
+                         _language_or_script(name_p, "p", "ps"), _language_or_script(name_r, "r", "rs")),
+                 field="response", detail=pl.format("prompt {}, response {}", pl.coalesce("p", pl.col("ps") + " script"),
+                                                    pl.coalesce("r", pl.col("rs") + " script"))),
         ])
         responses, prompts = _counts(rows, "r", "response_said"), _counts(rows, "p", "prompt_said")
         return found, {
@@ -220,7 +250,14 @@ class LanguageRules(Rule):
 
 
 _JUDGED = {"id": pl.Int64, "line": pl.Int64, "prompt_said": pl.Boolean, "response_said": pl.Boolean, "p": pl.String,
-           "r": pl.String}
+           "r": pl.String, "ps": pl.String, "rs": pl.String, "asks_language": pl.Boolean}
+
+
+def _language_or_script(language_name: pl.Expr, lang: str, script: str) -> pl.Expr:
+    """The judged language's name, else the script of a text too short to name its language."""
+    script_name = pl.col(script).replace_strict(SCRIPT_NAMES, default="another", return_dtype=pl.String)
+    return pl.when(pl.col(lang).is_not_null()).then(language_name).otherwise(
+        pl.format("{} script (too short to name the language)", script_name))
 
 
 def _counts(rows: pl.DataFrame, lang: str, said: str) -> dict[str, int]:
@@ -231,10 +268,16 @@ def _counts(rows: pl.DataFrame, lang: str, said: str) -> dict[str, int]:
 
 def _classify(rows: pl.DataFrame, main: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Off-language records (with the `side` found outside the main languages, the response's first) and
-    mismatched ones (prompt and response judged in different languages; off-language records are not repeated)."""
+    mismatched ones (off-language records are not repeated): prompt and response judged in different languages, or
+    a judged response to a prompt, however short, in another script ("Explain X" answered in Chinese: a script
+    cannot be mistaken, so the prompt needs no letter minimum) unless the prompt asks for a translation or names a
+    language. A short *response* in another script is left alone: it is usually a name, a label or a word asked about
+    (real Alpaca-zh answers "IronyQueen_Sarah", "DelishDish")."""
     off_p, off_r = _outside(pl.col("p"), main), _outside(pl.col("r"), main)
     off = rows.filter(off_p | off_r).with_columns(
         pl.when(off_r).then(pl.lit("response")).otherwise(pl.lit("prompt")).alias("side"))
-    mismatch = rows.filter(~(off_p | off_r) & pl.col("p").is_not_null() & pl.col("r").is_not_null()
-                           & (_base(pl.col("p")) != _base(pl.col("r"))))
+    both = pl.col("p").is_not_null() & pl.col("r").is_not_null() & (_base(pl.col("p")) != _base(pl.col("r")))
+    scripts = (pl.col("r").is_not_null() & pl.col("ps").is_not_null() & (pl.col("ps") != pl.col("rs"))
+               & ~pl.col("asks_language"))
+    mismatch = rows.filter(~(off_p | off_r) & (both | scripts))
     return off, mismatch
