@@ -20,6 +20,10 @@ app = typer.Typer(help="Plan, train and merge LoRA/QLoRA adapters from data that
                   add_completion=False, pretty_exceptions_enable=False)
 out = Console()
 err = Console(stderr=True)
+TRUST_REMOTE_CODE_HELP = ("Run Python code shipped in the model folder (its auto_map); off by default: read that code "
+                          "first, it runs with your permissions.")
+PICKLE_HELP = ("Load weights from pickle files (pytorch_model.bin) when the folder has no safetensors, through torch's "
+               "weights_only unpickler; off by default.")
 
 
 def _plan_table(p) -> Table:
@@ -48,12 +52,14 @@ def plan(
     processes: Annotated[int, typer.Option(min=1, help="GPUs the run will be launched on (accelerate launch / torchrun "
                                                        "processes); each takes its own micro-batches.")] = 1,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the plan as JSON here.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)] = False,
 ) -> None:
     """Print the training plan for DATA on MODEL: every hyper-parameter with the rule it came from."""
     from datakit.io.atomic import write_text
     from trainkit.plan import plan as make
 
-    p = make(data, model, gpu_mem, method, template=template, label_field=label_field, targets=targets, processes=processes)
+    p = make(data, model, gpu_mem, method, template=template, label_field=label_field, targets=targets, processes=processes,
+             trust_remote_code=trust_remote_code)
     out.print(f"[bold]{p.data}[/]: {p.records} records to train on, token lengths p50 {p.token_lengths.p50} / p99 "
               f"{p.token_lengths.p99} / max {p.token_lengths.max}; model {p.model.model_type}, {p.model.size} parameters; "
               f"device {p.device}{f' ({p.gpu_mem_gib:g} GiB)' if p.gpu_mem_gib else ''}", highlight=False)
@@ -102,6 +108,8 @@ def train(
     attention: Annotated[str | None, typer.Option(help="sdpa (default) | eager | flex_attention")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the split, data order and init (default 42).")] = None,
     gpu_mem: Annotated[float | None, typer.Option("--gpu-mem", help="GPU memory to plan for, GiB.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)] = False,
+    allow_pickle_weights: Annotated[bool, typer.Option("--allow-pickle-weights", help=PICKLE_HELP)] = False,
 ) -> None:
     """Audit DATA, plan, and train an adapter into the run folder (--output)."""
     from pydantic import ConfigDict, ValidationError, validate_call
@@ -117,7 +125,8 @@ def train(
              "targets": targets, "lora_r": lora_r, "lora_dropout": lora_dropout, "template": template,
              "trainable_layers": trainable_layers, "layer_lr_decay": layer_lr_decay, "label_field": label_field, "class_weights": class_weights,
              "audit_config": audit_config, "allow_findings": allow_findings, "resume": resume, "save_steps": save_steps,
-             "keep_checkpoints": keep_checkpoints, "attention": attention, "seed": seed, "gpu_mem_gib": gpu_mem}
+             "keep_checkpoints": keep_checkpoints, "attention": attention, "seed": seed, "gpu_mem_gib": gpu_mem,
+             "trust_remote_code": trust_remote_code, "allow_pickle_weights": allow_pickle_weights}
     options = merged_options(config, flags, configurable(run))
     missing = [flag for name, flag in (("data", "DATA"), ("model", "--model"), ("output", "--output")) if options.get(name) is None]
     if missing:
@@ -147,11 +156,14 @@ def merge(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by `trainkit train`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the merged full model.")],
     base: Annotated[Path | None, typer.Option(help="Base model folder, if it moved since training.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)] = False,
+    allow_pickle_weights: Annotated[bool, typer.Option("--allow-pickle-weights", help=PICKLE_HELP)] = False,
 ) -> None:
     """Merge the run's adapter into its base model and write a full model folder."""
     from trainkit.merge import merge as run
+    from trainkit.trust import ModelTrust
 
-    path = run(run_dir, output, base)
+    path = run(run_dir, output, base, ModelTrust(remote_code=trust_remote_code, pickle_weights=allow_pickle_weights))
     out.print(f"merged model written to {path}", highlight=False)
 
 

@@ -9,7 +9,8 @@ import yaml
 
 from datakit.config import ConfigError
 
-NOT_CONFIGURABLE = {"console", "callbacks", "progress"}
+# what a model folder may run or unpickle is asked on the command line each time, never taken from a shared YAML file
+NOT_CONFIGURABLE = {"console", "callbacks", "progress", "trust_remote_code", "allow_pickle_weights"}
 
 
 def configurable(func) -> list[str]:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from trainkit.model import load_tokenizer, quiet_transformers
 from trainkit.train import RUN_FILE, RunError
+from trainkit.trust import NO_TRUST, ModelTrust, refuse_pickle_weights
 
 
-def merge(run_dir: str | Path, output: str | Path, base_model: str | Path | None = None) -> Path:
-    """Write base + adapter of RUN_DIR as a full model to OUTPUT (loadable by `AutoModelForCausalLM.from_pretrained`)."""
+def merge(run_dir: str | Path, output: str | Path, base_model: str | Path | None = None, trust: ModelTrust = NO_TRUST) -> Path:
+    """Write base + adapter of RUN_DIR as a full model to OUTPUT (loadable by `AutoModelForCausalLM.from_pretrained`).
+    The base and the adapter load as `trust` allows (trainkit.trust: safetensors, no code from the folder)."""
     run_dir, output = Path(run_dir), Path(output)
     run_file = run_dir / RUN_FILE
     if not run_file.is_file():
@@ -36,12 +38,14 @@ def merge(run_dir: str | Path, output: str | Path, base_model: str | Path | None
     if not (adapter / "adapter_config.json").is_file():
         raise RunError(f"{run_dir}: no finished adapter (adapter/adapter_config.json); resume the run first.")
     base_dir = Path(base_model or run["model"])
+    refuse_pickle_weights(base_dir, trust, "--base")
+    refuse_pickle_weights(adapter, trust, "adapter")
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype="auto", local_files_only=True)
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype="auto", **trust.weight_options())
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     merged.save_pretrained(str(output))
-    load_tokenizer(adapter).save_pretrained(str(output))
+    load_tokenizer(adapter, trust).save_pretrained(str(output))
     return output

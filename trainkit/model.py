@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from trainkit.model_info import ModelError
+from trainkit.trust import NO_TRUST, ModelTrust, code_hint, refuse_pickle_weights
 
 VIRTUAL_TOKENS = 20  # prefix / prompt tuning length, peft's examples' usual choice
 IA3_FEEDFORWARD = ("down_proj", "fc2", "w2", "dense_4h_to_h", "c_proj")
@@ -33,15 +34,16 @@ def quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def load_tokenizer(model_dir: str | Path):
+def load_tokenizer(model_dir: str | Path, trust: ModelTrust = NO_TRUST):
     from transformers import AutoTokenizer
 
     quiet_transformers()
     try:
-        return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(model_dir), **trust.code_options())
     except Exception as e:  # noqa: BLE001  transformers raises many types for a folder without tokenizer files
         raise ModelError(f"--model {model_dir}: cannot load its tokenizer ({type(e).__name__}: {e}). The folder needs "
-                         "the tokenizer files saved with the model (tokenizer.json, tokenizer_config.json).") from None
+                         "the tokenizer files saved with the model (tokenizer.json, tokenizer_config.json)."
+                         + code_hint(model_dir)) from None
 
 
 def torch_dtype(precision: str) -> torch.dtype:
@@ -56,12 +58,16 @@ def quantization_config(precision: str):
                               bnb_4bit_compute_dtype=torch_dtype(precision))
 
 
-def load_model(model_dir: str | Path, *, method: str, precision: str, attn_implementation: str):
-    """The base model, loaded through `from_pretrained` from local files only, ready for training (no KV cache)."""
+def load_model(model_dir: str | Path, *, method: str, precision: str, attn_implementation: str, trust: ModelTrust = NO_TRUST):
+    """The base model, loaded through `from_pretrained` from local files only (safetensors unless the user allowed
+    pickles, no code from the folder unless allowed), ready for training (no KV cache)."""
+    import pickle
+
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
-    kwargs = {"dtype": torch_dtype(precision), "attn_implementation": attn_implementation, "local_files_only": True}
+    refuse_pickle_weights(model_dir, trust)
+    kwargs = {"dtype": torch_dtype(precision), "attn_implementation": attn_implementation, **trust.weight_options()}
     if method == "qlora":
         kwargs["quantization_config"] = quantization_config(precision)
         if torch.cuda.is_available():
@@ -70,8 +76,12 @@ def load_model(model_dir: str | Path, *, method: str, precision: str, attn_imple
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
     except ImportError as e:
         raise ModelError(f"--method {method}: {e}") from None
+    except pickle.UnpicklingError as e:
+        raise ModelError(f"--model {model_dir}: its pickle weights hold more than tensors, so torch's weights_only "
+                         f"unpickler refused them ({str(e).splitlines()[-1]}); loading them fully could run code. Use a "
+                         "safetensors copy of the model.") from None
     except (OSError, ValueError) as e:
-        raise ModelError(f"--model {model_dir}: cannot load the weights ({type(e).__name__}: {e}).") from None
+        raise ModelError(f"--model {model_dir}: cannot load the weights ({type(e).__name__}: {e})." + code_hint(model_dir)) from None
     model.config.use_cache = False
     if method == "qlora" and not torch.cuda.is_available():
         keep_cpu_4bit_trainable(model)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from trainkit.trust import NO_TRUST, ModelTrust, code_hint
+
 Q_NAMES = ("q_proj", "query", "q")
 V_NAMES = ("v_proj", "value", "v")
 
@@ -61,19 +63,19 @@ def read_config(model_dir: str | Path) -> dict:
         raise ModelError(f"{cfg}: not valid JSON ({e}).") from None
 
 
-def inspect_model(model_dir: str | Path) -> ModelInfo:
+def inspect_model(model_dir: str | Path, trust: ModelTrust = NO_TRUST) -> ModelInfo:
     """Parameter count and linear module names from the architecture built on the meta device."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     raw = read_config(model_dir)
     try:
-        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        config = AutoConfig.from_pretrained(model_dir, **trust.code_options())
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust.remote_code)
     except Exception as e:  # noqa: BLE001  an unknown model_type or a config transformers rejects
         raise ModelError(f"--model {model_dir}: transformers cannot build a causal LM from its config.json "
-                         f"({type(e).__name__}: {e}).") from None
+                         f"({type(e).__name__}: {e})." + code_hint(model_dir)) from None
     params = sum(p.numel() for p in model.parameters())
     out_emb = model.get_output_embeddings()
     linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()

@@ -317,17 +317,20 @@ def detect_gpu_mem_gib() -> float | None:
 
 
 def plan(data: str | Path, model_dir: str | Path, gpu_mem_gib: float | None = None, method: str | None = None, *,
-         template: str = "auto", label_field: str | None = None, **overrides: Any) -> TrainPlan:
+         template: str = "auto", label_field: str | None = None, trust_remote_code: bool = False,
+         **overrides: Any) -> TrainPlan:
     """Read and tokenise DATA with the model's own tokenizer, then plan. `overrides` are `make_plan`'s settings
     (learning_rate, epochs, max_length, effective_batch, micro_batch, packing, targets, lora_r, lora_dropout, max_steps,
-    processes)."""
+    processes). The model folder's own code runs only with `trust_remote_code` (see trainkit.trust)."""
     from trainkit.data import read_dataset
     from trainkit.model import load_tokenizer
     from trainkit.tokenize import tokenize_frame
+    from trainkit.trust import ModelTrust
 
-    info = inspect_model(model_dir)
+    trust = ModelTrust(remote_code=trust_remote_code)
+    info = inspect_model(model_dir, trust)
     frame = read_dataset(data, label_field)
-    tok = tokenize_frame(frame, load_tokenizer(model_dir), template)
+    tok = tokenize_frame(frame, load_tokenizer(model_dir, trust), template)
     mem = gpu_mem_gib if gpu_mem_gib is not None else detect_gpu_mem_gib()
     return make_plan(data=str(data), info=info, lengths=tok.lengths, lines=[e.line for e in tok.examples],
                      template=Choice(value=tok.template, reason=tok.template_reason), gpu_mem_gib=mem,

@@ -19,6 +19,7 @@ from trainkit.model_info import parameter_count
 from trainkit.plan import TrainPlan
 
 DATA_ORDER_FILE = "data_order.jsonl"
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"  # no script at all
 PLAN_ROWS = ("method", "learning_rate", "scheduler", "warmup_ratio", "epochs", "effective_batch", "micro_batch", "grad_accum",
              "max_length", "packing", "precision", "gradient_checkpointing", "lora", "target_modules", "template")
 
@@ -104,7 +105,8 @@ def render_html(r: dict) -> str:
     style = ("body{font:14px system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}table{border-collapse:collapse;"
              "width:100%;margin:1em 0}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}"
              "th{background:#f4f4f4}h1{font-size:1.5em}svg{max-width:100%;height:auto}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>trainkit run: {escape(r['run_dir'])}</title>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+            f"<title>trainkit run: {escape(r['run_dir'])}</title>"
             f"<style>{style}</style></head><body><h1>trainkit run: {escape(r['run_dir'])}</h1>"
             f"{_table(facts, ('', ''))}<h2>Loss and learning rate</h2>{r['_svg']}"
             f"<h2>Diagnoses and warnings</h2><ul>{notes}</ul>"

@@ -35,6 +35,7 @@ from trainkit.packing import RowCollator, fill_to_multiple, pack_rows
 from trainkit.plan import PROMPT_LEARNING, Choice, TrainPlan, detect_gpu_mem_gib, make_plan
 from trainkit.report import write_data_order, write_run_report
 from trainkit.tokenize import IGNORE, Example, tokenize_frame
+from trainkit.trust import ModelTrust, refuse_pickle_weights
 
 RUN_FILE = "run.json"
 EARLY_STOPPING_PATIENCE = 3
@@ -215,6 +216,8 @@ def save_output(trainer: Trainer, tokenizer, run_dir: Path, method: str) -> Path
     trainer.save_model(str(out))
     if trainer.args.should_save:
         tokenizer.save_pretrained(str(out))
+        # the Trainer's pickle of its arguments: whoever loads it runs a full unpickle; run.json has the settings
+        (out / "training_args.bin").unlink(missing_ok=True)
     return out
 
 
@@ -227,7 +230,8 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
           class_weights: str | Path | None = None,
           audit_config: str | Path | None = None, allow_findings: bool = False, resume: bool = False,
           save_steps: int = 100, keep_checkpoints: int = 3, attention: str | None = None, seed: int = 42,
-          gpu_mem_gib: float | None = None, progress: bool = True, console: Console | None = None,
+          gpu_mem_gib: float | None = None, trust_remote_code: bool = False, allow_pickle_weights: bool = False,
+          progress: bool = True, console: Console | None = None,
           callbacks: list[TrainerCallback] | None = None) -> RunResult:
     """Train an adapter on DATA. Settings left as None come from the plan (`trainkit plan` prints it).
 
@@ -238,6 +242,8 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     console = (console or Console(stderr=True)) if main else Console(stderr=True, quiet=True)
     run_dir = Path(output)
     data, model_dir = Path(data), Path(model)
+    trust = ModelTrust(remote_code=trust_remote_code, pickle_weights=allow_pickle_weights)  # given on every run, never saved
+    refuse_pickle_weights(model_dir, trust)  # before the audit and the run folder, not minutes later
     checkpoint = prepare_run_dir(run_dir, resume)
     state.wait_for_everyone()  # every process has checked the folder before the main one writes into it
     saved = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")) if checkpoint else None
@@ -266,7 +272,7 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     train_frame = audited.dataset.valid.select(list(BASE_SCHEMA))
     del audited  # its measurement columns (MinHash signatures, ...) are not needed while training
     train_frame, eval_frame, eval_reason = split_data(train_frame, Path(eval_data) if eval_data else None, label_field, seed)
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, trust)
     tok = tokenize_frame(train_frame, tokenizer, template)
     tok_eval = tokenize_frame(eval_frame, tokenizer, tok.template) if eval_frame is not None and eval_frame.height else None
 
@@ -282,7 +288,7 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
         mem = (gpu_mem_gib or detect_gpu_mem_gib()) if cuda else None
         if gpu_mem_gib and not cuda:
             console.print("[yellow]note:[/] --gpu-mem ignored: no CUDA device here; planning for the CPU.")
-        the_plan = make_plan(data=str(data), info=inspect_model(model_dir), lengths=tok.lengths,
+        the_plan = make_plan(data=str(data), info=inspect_model(model_dir, trust), lengths=tok.lengths,
                              lines=[e.line for e in tok.examples], template=Choice(value=tok.template, reason=tok.template_reason),
                              gpu_mem_gib=mem, skipped=tok.skipped, method=method, learning_rate=learning_rate, epochs=epochs,
                              max_length=max_length, effective_batch=effective_batch, micro_batch=micro_batch, packing=packing,
@@ -313,7 +319,7 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     # 5. load, 6. wrap (seeded: adapter weights start the same for the same seed)
     set_seed(seed)
     base = load_model(model_dir, method=method, precision=weights_precision(method, the_plan.precision.value),
-                      attn_implementation=attn)
+                      attn_implementation=attn, trust=trust)
     wrapped = wrap(base, method, lora=the_plan.lora.value, target_modules=the_plan.target_modules.value,
                    linear_modules=the_plan.model.linear_modules, trainable_layers=trainable_layers)
     groups = (layerwise_param_groups(wrapped, the_plan.learning_rate.value, layer_lr_decay, trainable_layers)

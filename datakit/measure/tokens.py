@@ -68,7 +68,8 @@ def _load_hf(path: str):
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        # trust_remote_code stated: left unset, transformers asks on stdin whether to run a folder's own code
+        return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 -- transformers raises many types for a bad folder
         raise TokenizerError(f"--tokenizer {path}: cannot load a tokenizer from it ({type(e).__name__}: {e}).") from None
 
