@@ -102,8 +102,7 @@ def test_the_three_formats_of_one_sample_read_as_the_same_conversations(converte
     readings = {}
     for to in TARGETS:
         folder, name, result = converted[sample, to]
-        if result.refused:
-            pytest.skip(f"{sample}: {result.refused} record(s) cannot be {to}")  # compared only where every record converts
+        assert result.refused == 0  # every record of these samples fits every format, so rows pair up by position
         entry = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))[name]
         readings[to] = [aligned(entry, row) for row in load(folder, entry, tmp_path / to)]
     assert readings["alpaca"] == readings["sharegpt"] == readings["openai"]
