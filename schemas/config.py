@@ -125,6 +125,23 @@ class LanguageConfig(_Section):
     seed: int = Field(0, description="language.*: langdetect is randomised; a fixed seed makes it deterministic.")
 
 
+class ConsistencyConfig(_Section):
+    minority_share: float = Field(
+        0.2, gt=0, lt=0.5, description="consistency.terminology, consistency.register: a variant used by fewer than this share "
+        "of the answers that use its group, while another variant holds at least half, is flagged on each record using it; "
+        "a second variant at or above it makes the group mixed (consistency.mixed).")
+    min_records: int = Field(
+        10, ge=2, description="consistency.*: answers that must use a group (a term, or a register marker) before its shares "
+        "are judged: 1 of 3 says nothing about a house style.")
+    check_register: bool = Field(
+        True, description="consistency.register: judge the register too (您/你, slang, emoji), not only terminology.")
+    terms: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict, description="consistency.terminology: more terms and their spellings, added to the built-in "
+        "table (validators/consistency.py TERMS; a term of the same name replaces it), e.g. "
+        "{\"log in\": {\"log in\": [\"log in\"], \"login\": [\"login\"]}}. Spellings match case-insensitively, Latin ones "
+        "as whole words.")
+
+
 class LeakageConfig(_Section):
     against: list[str] = Field(default_factory=list, description="leakage.eval_*: eval/test files the training data must not contain.")
     ngram: int = Field(13, ge=3, description="leakage.eval_overlap: shared word n-gram length counted as contamination (13 as in GPT-3's decontamination).")
@@ -207,6 +224,7 @@ class AuditConfig(_Section):
     diversity: DiversityConfig = Field(default_factory=DiversityConfig)
     language: LanguageConfig = Field(default_factory=LanguageConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+    consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     volume: VolumeConfig = Field(default_factory=VolumeConfig)
     fix: FixConfig = Field(default_factory=FixConfig)

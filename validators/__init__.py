@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from validators.balance import BalanceRules
 from validators.base import Rule, RuleCode, RuleContext
+from validators.consistency import ConsistencyRules
 from validators.diversity import DiversityRules
 from validators.duplicate import DuplicateRules
 from validators.empty import EmptyRules
@@ -31,6 +32,7 @@ RULES: tuple[Rule, ...] = (
     BalanceRules(),
     DiversityRules(),
     LanguageRules(),
+    ConsistencyRules(),
     VolumeRules(),
 )
 
