@@ -142,6 +142,12 @@ class ConsistencyConfig(_Section):
         "as whole words.")
 
 
+# What an answer cites when it cites internal material by name (leakage.internal_patterns).
+_INTERNAL_SOURCE = (r"(?:knowledge ?base|kb|wiki(?: page)?|doc(?:ument(?:ation)?)?s?|memo(?:randum)?s?|polic(?:y|ies)|"
+                    r"reports?|guidelines?|handbook|manual|records?|database|portal|intranet|confluence(?: page)?|"
+                    r"sharepoint(?: site)?|playbook|runbook|faq|spreadsheet|slide deck|deck)")
+
+
 class LeakageConfig(_Section):
     against: list[str] = Field(default_factory=list, description="leakage.eval_*: eval/test files the training data must not contain.")
     ngram: int = Field(13, ge=3, description="leakage.eval_overlap: shared word n-gram length counted as contamination (13 as in GPT-3's decontamination).")
@@ -162,20 +168,31 @@ class LeakageConfig(_Section):
             (r"(?i)\b(?:according to|per|see|as (?:stated|described|noted|outlined) in|refer to|based on|from|check) "
             r"(?:our|the company'?s|my company'?s|the team'?s) internal (?:doc(?:ument(?:ation)?)?s?|wiki|memos?|"
             r"polic(?:y|ies)|reports?|guidelines?|knowledge base|handbook|records?|data(?:base)?|systems?)\b"),
+            (r"(?i)\b(?:(?:according to|per|as (?:stated|described|noted|outlined|mentioned|specified|documented|shown|listed|"
+            r"explained) (?:in|by)|refer(?:ring)? to|see|based on|consult(?:ing)?|citing|cited in|sourced from|taken from) "
+            r"(?:the |this |that )?internal " + _INTERNAL_SOURCE + r"\b(?! (?:obtained|seen|leaked|reviewed|published|released|"
+            r"reported) by)|(?:the|our) internal " + _INTERNAL_SOURCE + r" (?:says|said|states|stated|shows|showed|notes|noted|"
+            r"explains|indicates|describes|mentions|specifies|requires|lists|confirms|puts it)\b)"),
             (r"(?i:\b(?:for )?internal use only\b|\b(?:company|strictly|highly) confidential\b|"
             r"\bdo not (?:distribute|share) (?:externally|outside)\b)|\bCONFIDENTIAL\b"),
             r"(?i)\b(?:our|the company'?s) (?:internal )?(?:wiki|confluence|intranet|sharepoint)(?: page| site| space)?\b",
             r"(?:根据|参见|参考|详见|按照|依据|见)(?:我们|本公司|公司|我司|集团)?的?内部(?:文档|资料|文件|规定|制度|知识库|wiki|Wiki|系统|邮件)",
+            (r"(?<![根依数证占])据(?:我们|本公司|公司|我司|集团)?的?内部(?:知识库|文档|资料|文件|手册|[Ww]iki)"
+            r"|内部(?:知识库|文档|资料|文件|手册|[Ww]iki)(?:中|里|上)?(?:所述|所示|所说|所写|显示|记载|指出|提到|写道|表明)"),
             r"(?:内部|公司)机密|仅供内部(?:使用|参考|传阅)|请勿外传",
+            (r"(?:(?<![A-Za-z])(?i:internal|confidential)|内部|机密|保密|绝密)"
+            r"[^\s\"'<>|，。；！？、（）“”‘’《》【】,;!?()]{0,200}?\.(?i:docx?|xlsx?|pptx?|pdf)\b"),
             r"(?i)https?://(?:[\w-]+\.)*(?:intranet|internal)[\w-]*(?:\.[\w-]+)+|https?://(?:[\w-]+\.)+(?:corp|lan|intra|internal|intranet)\b(?!\.)",
             (r"(?<![\w/\\])(?:/home/|/Users/|[A-Za-z]:\\+Users\\+)(?!(?i:user(?:name)?|your[\w-]*|you|me|name|admin|ubuntu|runner|"
             r"root|example|test|guest|public|shared|default|<[^>]+>|\$\w+|%\w+%|\{[^}]+\})[/\\])[\w.-]+[/\\]"),
             r"(?i)\bsandbox:/mnt/data/|(?<![\w/])/mnt/data/[\w.-]+\.(?:csv|xlsx?|json|txt|pdf|png|docx?|zip)\b",
         ],
-        description="leakage.internal_reference: answers that cite internal documents, carry confidentiality markings, link "
-        "intranet hosts or name a person's home directory (or ChatGPT's sandbox:/mnt/data) cannot be verified and may leak "
-        "internal material. Python regular expressions, searched in responses. Bare words such as 'internal' or "
-        "'confidential' and system paths like /etc are not flagged: answers use them legitimately all the time.")
+        description="leakage.internal_reference: answers that cite internal documents (ours or 'the internal wiki/knowledge "
+        "base', 据内部文档, 内部知识库显示), name an office or PDF file in an internal or confidential folder or with such a name "
+        "(confidential/salaries.xlsx, 内部/员工手册.docx), carry confidentiality markings, link intranet hosts or name a "
+        "person's home directory (or ChatGPT's sandbox:/mnt/data) cannot be verified and may leak internal material. "
+        "Python regular expressions, searched in responses. Bare words such as 'internal' or 'confidential' and system "
+        "paths like /etc are not flagged: answers use them legitimately all the time.")
 
     @field_validator("internal_patterns")
     @classmethod

@@ -195,6 +195,13 @@ INTERNAL = [
     "I saved it to /home/zhangwei/reports/q3.xlsx for you.",
     "[Download the results](sandbox:/mnt/data/results.csv)",
     "CONFIDENTIAL - do not distribute outside the team.",
+    "As the internal knowledge base says, refunds take three days.",  # not "our" internal ...
+    "According to the internal wiki, the VPN password rotates monthly.",
+    "如内部知识库所述，退款需要三天。",
+    "据内部文档，退款需要三天。",
+    "The salary bands are in \\\\fileserver\\confidential\\salaries_2024.xlsx.",  # internal document files by path
+    "详见 内部/人事/员工手册.docx 第三章。",
+    "Open Internal_Pricing_2024.pptx and check slide 4.",  # ... and by name
 ]
 LEGITIMATE = [
     "Participants' answers will be kept confidential.",
@@ -203,6 +210,10 @@ LEGITIMATE = [
     "Edit /etc/nginx/nginx.conf and run `cd /home/user/project`.",
     "Open C:\\Users\\YourName\\Desktop and http://raspberrypi.local:8080.",
     "Cook until the internal temperature reaches 165°F.",
+    "According to internal documents obtained by Reuters, the firm cut 300 jobs.",  # news cites them, publicly
+    "To build an internal knowledge base, start with Confluence or a shared wiki.",
+    "公司可以建立内部知识库，方便员工查阅资料。",
+    "Internal combustion engines burn fuel. Save the file as notes.pdf.",
 ]
 
 
@@ -232,6 +243,14 @@ def test_bundled_samples_have_no_internal_references_and_few_copied_answers():
         found = run_rule(LeakageRules(), ds, config)[0]
         assert not found.filter(pl.col("rule") == "leakage.internal_reference").height, path.name
         assert found.filter(pl.col("rule") == "leakage.answer_in_prompt").height <= 0.05 * ds.frame.height, path.name
+
+
+@pytest.mark.parametrize("name", ["llamafactory/alpaca_en_demo.json", "llamafactory/alpaca_zh_demo.json", "belle/eval_set.json",
+                                  "alpaca_eval/alpaca_eval_outputs.json", "fastchat/dummy_conversation.json"])
+def test_real_sets_cite_no_internal_material(shared_data, name):
+    """Their answers talk about internal angles, internal document platforms and PDF files, and cite nothing internal."""
+    found = run_rule(LeakageRules(), load(shared_data / name), AuditConfig())[0]
+    assert found.filter(pl.col("rule") == "leakage.internal_reference").height == 0
 
 
 # --- end to end --------------------------------------------------------------------------------------
