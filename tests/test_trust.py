@@ -164,6 +164,23 @@ def test_pickle_weights_that_carry_code_are_refused_even_when_allowed(tiny_model
     assert not marker.exists()
 
 
+def test_resume_refuses_a_checkpoint_whose_pickles_carry_code(tiny_model, data, tmp_path):
+    """The Trainer's own checkpoint files (optimizer, scheduler, RNG state) are pickles; tampered ones never run."""
+    run, marker = tmp_path / "run", tmp_path / "CHECKPOINT_RAN"
+    proc = run_cli("train", data, "--model", tiny_model, "--output", run, "--max-steps", "2", "--save-steps", "1", tool="trainkit")
+    assert proc.returncode == 0, proc.stderr
+    shutil.rmtree(run / "checkpoints" / "checkpoint-2")  # as if the run had been stopped after its first checkpoint
+    shutil.rmtree(run / "adapter")
+    first = run / "checkpoints" / "checkpoint-1"
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        with open(first / name, "wb") as f:
+            pickle.dump({"state": RunsCode(marker)}, f)
+    proc = run_cli("train", data, "--model", tiny_model, "--output", run, "--resume", tool="trainkit")
+    assert proc.returncode == 2, proc.stderr
+    assert f"--resume: {first}" in proc.stderr and "weights_only" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
 def test_train_report_page_runs_no_script(pickle_run):
     _, run = pickle_run
     page = (run / "report.html").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -357,6 +358,10 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
         raise OutOfMemory(oom_advice(micro_batch=the_plan.micro_batch.value, grad_accum=the_plan.grad_accum.value,
                                      max_length=ml, gradient_checkpointing=the_plan.gradient_checkpointing.value,
                                      method=method, p90_length=the_plan.token_lengths.p90)) from None
+    except pickle.UnpicklingError:  # the Trainer loads checkpoints through torch's weights_only unpickler
+        raise RunError(f"--resume: {checkpoint} holds pickled objects beyond tensors, which torch's weights_only unpickler "
+                       "refused (loading them fully could run code), so nothing from it was used. trainkit wrote no "
+                       "such file: delete that checkpoint to resume from an earlier one, or start a new run.") from None
     elapsed = time.perf_counter() - started
     interrupted = interrupt.requested
     eval_loss = trainer.evaluate()["eval_loss"] if has_eval and not interrupted else None
