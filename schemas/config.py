@@ -148,6 +148,21 @@ _INTERNAL_SOURCE = (r"(?:knowledge ?base|kb|wiki(?: page)?|doc(?:ument(?:ation)?
                     r"sharepoint(?: site)?|playbook|runbook|faq|spreadsheet|slide deck|deck)")
 
 
+class CorrespondenceConfig(_Section):
+    sample_prompts: int = Field(
+        2000, ge=10, description="correspondence.*: other prompts each answer is compared with (every k-th prompt of the "
+        "dataset, plus the records next to it, where a shifted column puts its true prompt).")
+    min_relevance: float = Field(
+        0.5, gt=0, le=1, description="correspondence.unrelated_answer: share of another prompt's weighted words (TF-IDF, "
+        "words and CJK character pairs) found in the answer before that prompt counts as the answer's better match.")
+    ratio: float = Field(
+        3.0, gt=1, description="correspondence.unrelated_answer: how many times more of the other prompt than of its own the "
+        "answer must contain to be flagged.")
+    shifted_share: float = Field(
+        0.2, gt=0, le=1, description="correspondence.columns_shifted: share of answers flagged (or of answers no closer to "
+        "their own prompt than to others) above which the columns look shifted or shuffled.")
+
+
 class LeakageConfig(_Section):
     against: list[str] = Field(default_factory=list, description="leakage.eval_*: eval/test files the training data must not contain.")
     ngram: int = Field(13, ge=3, description="leakage.eval_overlap: shared word n-gram length counted as contamination (13 as in GPT-3's decontamination).")
@@ -242,6 +257,7 @@ class AuditConfig(_Section):
     language: LanguageConfig = Field(default_factory=LanguageConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
     consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
+    correspondence: CorrespondenceConfig = Field(default_factory=CorrespondenceConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     volume: VolumeConfig = Field(default_factory=VolumeConfig)
     fix: FixConfig = Field(default_factory=FixConfig)

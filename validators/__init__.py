@@ -8,6 +8,7 @@ from __future__ import annotations
 from validators.balance import BalanceRules
 from validators.base import Rule, RuleCode, RuleContext
 from validators.consistency import ConsistencyRules
+from validators.correspondence import CorrespondenceRules
 from validators.diversity import DiversityRules
 from validators.duplicate import DuplicateRules
 from validators.empty import EmptyRules
@@ -33,6 +34,7 @@ RULES: tuple[Rule, ...] = (
     DiversityRules(),
     LanguageRules(),
     ConsistencyRules(),
+    CorrespondenceRules(),
     VolumeRules(),
 )
 

@@ -1,0 +1,191 @@
+"""correspondence.*: does each answer belong to its own instruction ("instruction和output对应正确")?
+
+Without a model the judge is lexical: how much of a prompt's weighted vocabulary (TF-IDF weights over words and CJK
+character pairs) an answer contains, its *coverage* of that prompt. An answer covers its own prompt far better than a
+random one; an answer that covers another prompt several times better than its own was written for that prompt, which
+is what shifted or shuffled columns look like. Per record, `state` keeps the hashed term ids of prompt and answer
+(hashing needs no shared vocabulary, so batches are independent); `finish` weighs the terms by their document
+frequency over all prompts and compares every answer with its own prompt, the prompts next to it (where a column
+shifted by one puts the true one) and every k-th prompt of the dataset, reading the state in chunks (scipy sparse
+products), so memory holds one chunk and the sample, never the dataset.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+from scipy import sparse
+
+from schemas.dataset import Dataset
+from schemas.findings import Severity, empty_findings, findings_frame
+from validators.base import Rule, RuleCode, RuleContext, code_info, concat_findings, flag, message
+
+W = Severity.warning
+CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+BUCKETS = 1 << 22  # hashed term ids: collisions between distinct words stay rare at millions of distinct terms
+PROMPT_TERMS, ANSWER_TERMS = 64, 256  # distinct terms kept per text (its first ones): enough to judge relevance
+MIN_TERMS = 3  # a prompt with fewer distinct terms says too little to be another answer's better match
+MIN_ANSWERS = 20  # answers needed before a comparison with the others means anything
+CHUNK = 4096  # answers compared at a time in `finish`
+STOP = ("a an and are as at be been but by can could did do does for from had has have he her his how i if in into is "
+        "it its me my no not of on or our she so than that the their them then there these they this to too was we were "
+        "what when where which who why will with would you your").split()
+BINS = [round(0.1 * k, 1) for k in range(11)]
+
+
+def terms(text: pl.Expr, keep: int) -> pl.Expr:
+    """The text's first `keep` distinct terms as hashed ids: lower-cased words outside CJK (stop words dropped) and
+    overlapping CJK character pairs (Chinese has no spaces; a pair is about a word)."""
+    low = text.fill_null("").str.to_lowercase()
+    words = low.str.extract_all(rf"[[\p{{L}}\p{{N}}]--[{CJK}]]{{2,}}").list.set_difference(pl.lit(STOP))
+    runs = low.str.extract_all(rf"[{CJK}]{{2,}}")
+    pair = rf"[{CJK}]{{2}}"  # runs joined by spaces: matching restarts at each run, so these are each run's pairs
+    pairs = pl.concat_list(runs.list.join(" ").str.extract_all(pair),
+                           runs.list.eval(pl.element().str.slice(1)).list.join(" ").str.extract_all(pair))
+    return (pl.concat_list(words, pairs).list.eval(pl.element().hash(seed=0) % BUCKETS).list.unique(maintain_order=True)
+            .list.head(keep).cast(pl.List(pl.UInt32)))
+
+
+class CorrespondenceRules(Rule):
+    family: ClassVar[str] = "correspondence"
+    needs: ClassVar[tuple[str, ...]] = ()
+    codes: ClassVar[tuple[RuleCode, ...]] = (
+        RuleCode("correspondence.unrelated_answer", W, "An answer that fits another instruction far better than its own "
+                 "teaches the model to answer a different question than the one asked.",
+                 "another prompt's coverage >= 0.5 and >= 3x the own prompt's"),
+        RuleCode("correspondence.columns_shifted", W, "When many answers fit other instructions, or answers are no closer "
+                 "to their own instruction than to random ones, the columns were shifted or shuffled: the whole set teaches "
+                 "wrong answers.", "shifted_share = 0.2"),
+    )
+
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        """Per valid record with a prompt and an answer: the hashed term ids of each."""
+        rows = batch.valid.select("id", "line", terms(pl.col("prompt"), PROMPT_TERMS).alias("p"),
+                                  terms(pl.col("response"), ANSWER_TERMS).alias("r"))
+        return rows.filter((pl.col("p").list.len() > 0) & (pl.col("r").list.len() > 0))
+
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
+        cfg = ctx.config.correspondence
+        n = state.select(pl.len()).collect(engine="streaming").item() if state is not None else 0
+        if n < MIN_ANSWERS:
+            return empty_findings(), {"answers_compared": n, "note": f"fewer than {MIN_ANSWERS} answers: not judged"}
+        idf = _idf(state, n)
+        step = max(1, math.ceil(n / cfg.sample_prompts))
+        sample = (state.with_row_index("row").filter(pl.col("row") % step == 0).select("row", "line", "p")
+                  .collect(engine="streaming"))
+        weighted = _weights(sample["p"], idf)
+        sample_terms = sample["p"].list.len().to_numpy()
+        scores = [_score_chunk(state, start, n, idf, sample, weighted, sample_terms) for start in range(0, n, CHUNK)]
+        scored = pl.concat(scores)
+        own_mean, base_mean = float(scored["own"].mean()), float(scored["baseline"].mean())
+        clear = (pl.col("other") >= cfg.min_relevance) & (pl.col("other") >= cfg.ratio * pl.col("own"))
+        share = scored.filter(clear).height / n
+        misaligned = share >= cfg.shifted_share or own_mean < 2 * base_mean
+        flagged = scored.filter(clear | _misaligned(scored) if misaligned else clear)
+        found = [flag(flagged.with_columns(ctx.source_of().alias("source")), code_info(self, "correspondence.unrelated_answer"),
+                      message("this answer fits the prompt on line {} better than its own: it contains {} of that prompt's "
+                              "weighted words and {} of its own. If the columns slipped, realign them; otherwise check that "
+                              "the answer was meant for this instruction.", pl.col("other_line"),
+                              _pct(pl.col("other")), _pct(pl.col("own"))),
+                      field="response", related_line=pl.col("other_line"),
+                      detail=pl.format("coverage of own prompt {}, of line {}'s {}", pl.col("own").round(3),
+                                       pl.col("other_line"), pl.col("other").round(3)))]
+        if misaligned:
+            info = code_info(self, "correspondence.columns_shifted")
+            found.append(findings_frame([{
+                "rule": info.code, "severity": info.severity.value, "source": ctx.path, "line": None, "record_id": None,
+                "field": "response", "detail": f"{flagged.height} of {n} answers flagged; mean coverage of own prompt "
+                                               f"{own_mean:.3f}, of other prompts {base_mean:.3f}",
+                "message": f"the columns look shifted or shuffled: {flagged.height} of {n} answers fit another prompt "
+                           f"better than their own, and answers cover {own_mean:.0%} of their own prompt's words against "
+                           f"{base_mean:.0%} of a random prompt's (aligned data: about 45% against 2%). Check how instruction "
+                           "and output were joined (an off-by-one, one column sorted) before training on this file."}]))
+        counts = np.histogram(scored["own"].to_numpy(), bins=BINS)[0]
+        summary = {
+            "answers_compared": n,
+            "prompts_sampled": sample.height,
+            "unrelated_answers": flagged.height,
+            "unrelated_share": round(flagged.height / n, 4),
+            "mean_own_relevance": round(own_mean, 4),
+            "mean_other_relevance": round(base_mean, 4),
+            "own_relevance_histogram": {f"{lo:.1f}-{hi:.1f}": int(c) for lo, hi, c in zip(BINS, BINS[1:], counts)},
+        }
+        return concat_findings(found), summary
+
+
+def _misaligned(scored: pl.DataFrame) -> pl.Expr:
+    """In a file whose columns look shifted, the records that show it: where most answers fit the previous (or next)
+    record's prompt better than their own, every record where that neighbour wins (its true prompt); otherwise
+    (shuffled) every answer that shares little with its prompt and more with another."""
+    judged = scored.filter(pl.max_horizontal("prev", "own", "next") >= 0.1)
+    for side in ("prev", "next"):
+        if judged.height and judged.select((pl.col(side) > pl.col("own")).mean()).item() >= 0.5:
+            return pl.col(side) > pl.col("own")
+    return (pl.col("own") < 0.2) & (pl.col("other") > pl.col("own"))
+
+
+def _idf(state: pl.LazyFrame, n: int) -> np.ndarray:
+    """Smoothed inverse document frequency of every term id over the prompts (scikit-learn's formula)."""
+    df = state.select(pl.col("p").explode().alias("t")).group_by("t").len().collect(engine="streaming")
+    idf = np.full(BUCKETS, math.log(1 + n) + 1, dtype=np.float32)
+    idf[df["t"].to_numpy()] = np.log((1 + n) / (1 + df["len"].to_numpy())) + 1
+    return idf
+
+
+def _matrix(lists: pl.Series, values: np.ndarray | None = None) -> sparse.csr_matrix:
+    """Rows of term ids as a sparse matrix (value 1, or the given values per term)."""
+    lengths = lists.list.len().to_numpy()
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    cols = lists.explode().drop_nulls().to_numpy().astype(np.int64)
+    data = np.ones(len(cols), dtype=np.float32) if values is None else values
+    return sparse.csr_matrix((data, cols, indptr), shape=(len(lists), BUCKETS))
+
+
+def _weights(prompts: pl.Series, idf: np.ndarray) -> sparse.csr_matrix:
+    """Prompts as rows of term weights summing to 1: a row times an answer's 0/1 row is the answer's coverage."""
+    m = _matrix(prompts)
+    m.data = idf[m.indices]
+    sums = np.asarray(m.sum(axis=1)).ravel()
+    return sparse.diags(1 / np.maximum(sums, 1e-9)).astype(np.float32) @ m
+
+
+def _score_chunk(state: pl.LazyFrame, start: int, n: int, idf: np.ndarray, sample: pl.DataFrame,
+                 sample_weights: sparse.csr_matrix, sample_terms: np.ndarray) -> pl.DataFrame:
+    """For answers start..start+CHUNK: coverage of the own prompt, the best other prompt (the neighbours and the sample)
+    with its line, and the mean coverage of the sampled prompts (what a random prompt scores)."""
+    lo = max(0, start - 1)
+    rows = state.slice(lo, min(n, start + CHUNK + 1) - lo).collect(engine="streaming")
+    core = slice(start - lo, start - lo + min(CHUNK, n - start))
+    weights, answers = _weights(rows["p"], idf), _matrix(rows["r"])
+    own = np.asarray(weights.multiply(answers).sum(axis=1)).ravel()
+    many = (rows["p"].list.len() >= MIN_TERMS).to_numpy()
+    lines = rows["line"].to_numpy()
+    k = np.arange(core.start, core.stop)
+    prev = np.where((k > 0) & many[np.maximum(k - 1, 0)],
+                    np.asarray(weights[np.maximum(k - 1, 0)].multiply(answers[k]).sum(axis=1)).ravel(), 0.0)
+    nxt_idx = np.minimum(k + 1, rows.height - 1)
+    nxt = np.where((k + 1 < rows.height) & many[nxt_idx],
+                   np.asarray(weights[nxt_idx].multiply(answers[k]).sum(axis=1)).ravel(), 0.0)
+    against = (answers[k] @ sample_weights.T).toarray()  # answers x sampled prompts
+    global_rows = lo + k
+    self_col = np.searchsorted(sample["row"].to_numpy(), global_rows)
+    is_self = (self_col < sample.height) & (sample["row"].to_numpy()[np.minimum(self_col, sample.height - 1)] == global_rows)
+    against[np.nonzero(is_self)[0], self_col[is_self]] = 0.0
+    against[:, sample_terms < MIN_TERMS] = 0.0
+    best_col = against.argmax(axis=1) if against.shape[1] else np.zeros(len(k), dtype=np.int64)
+    best = against[np.arange(len(k)), best_col] if against.shape[1] else np.zeros(len(k))
+    sample_lines = sample["line"].to_numpy()
+    other = np.maximum.reduce([prev, nxt, best])
+    other_line = np.where(other == prev, lines[np.maximum(k - 1, 0)],
+                          np.where(other == nxt, lines[nxt_idx], sample_lines[best_col] if len(sample_lines) else 0))
+    baseline = against.sum(axis=1) / max(1, int((sample_terms >= MIN_TERMS).sum()) - 1)
+    f64 = lambda a: np.asarray(a, dtype=np.float64)
+    return pl.DataFrame({"id": rows["id"].to_numpy()[k], "line": lines[k], "own": f64(own[k]), "prev": f64(prev),
+                         "next": f64(nxt), "prev_line": lines[np.maximum(k - 1, 0)], "next_line": lines[nxt_idx],
+                         "other": f64(other), "other_line": other_line.astype(np.int64), "baseline": f64(baseline)})
+
+
+def _pct(share: pl.Expr) -> pl.Expr:
+    return pl.format("{}%", (share * 100).round(0).cast(pl.Int64))
