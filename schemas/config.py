@@ -4,9 +4,30 @@ Plain data: passed to each rule as the few settings it uses (no global mutable a
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from schemas.patterns import check_pattern
+
+# A user's regular expression: compiled and probed when the config is read (schemas.patterns), so one that would
+# hang the audit is a config error naming its key and index.
+UserPattern = Annotated[str, AfterValidator(check_pattern)]
+
+
+def _usable_in_polars(pattern: str) -> str:
+    """hygiene pre-selects records with polars' regex engine, which has no look-around and no back-references."""
+    import polars as pl
+
+    try:
+        pl.Series([""]).str.contains(pattern)
+    except pl.exceptions.ComputeError as e:
+        why = next((ln for ln in str(e).splitlines() if ln.startswith("error:")), str(e).splitlines()[0])
+        raise ValueError(f"pattern {pattern!r} is not a usable regular expression ({why.removeprefix('error: ')})") from None
+    return pattern
+
+
+MarkerPattern = Annotated[UserPattern, AfterValidator(_usable_in_polars)]
 
 
 class _Section(BaseModel):
@@ -34,7 +55,7 @@ class LengthConfig(_Section):
 
 
 class HygieneConfig(_Section):
-    template_markers: list[str] = Field(
+    template_markers: list[MarkerPattern] = Field(
         default_factory=lambda: [
             r"###\s*(?:Instruction|Input|Response|Assistant|Human)\s*:",
             r"###\s*(?:指令|输入|回答|回复)\s*[:：]",
@@ -43,27 +64,10 @@ class HygieneConfig(_Section):
         ],
         description="hygiene.template_marker: leftover prompt-template markers leak the template into what the model learns; "
         "`datakit fix` strips them.")
-    placeholders: list[str] = Field(
+    placeholders: list[MarkerPattern] = Field(
         default_factory=lambda: [r"\{\{\s*\w+\s*\}\}"],
         description="hygiene.template_marker: unfilled placeholders such as {{name}} teach the model to say them; reported with "
         "the markers, but `datakit fix` cannot invent the value, so they are left for you to fill.")
-
-    @field_validator("template_markers", "placeholders")
-    @classmethod
-    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
-        """Each pattern must work in Python's `re` and in polars' regex engine (no look-around, no back-references)."""
-        import re
-
-        import polars as pl
-
-        for p in patterns:
-            try:
-                re.compile(p)
-                pl.Series([""]).str.contains(p)
-            except (re.error, pl.exceptions.ComputeError) as e:
-                why = next((ln for ln in str(e).splitlines() if ln.startswith("error:")), str(e).splitlines()[0])
-                raise ValueError(f"pattern {p!r} is not a usable regular expression ({why.removeprefix('error: ')})") from None
-        return patterns
 
 
 class DuplicateConfig(_Section):
@@ -178,7 +182,7 @@ class LeakageConfig(_Section):
     answer_min_tokens: int = Field(
         5, ge=1, description="leakage.answer_in_prompt: answers shorter than this many tokens (words, or CJK characters) are not "
         "checked: 'Yes', '4' or a class label inside the prompt says nothing about copying.")
-    internal_patterns: list[str] = Field(
+    internal_patterns: list[UserPattern] = Field(
         default_factory=lambda: [
             (r"(?i)\b(?:according to|per|see|as (?:stated|described|noted|outlined) in|refer to|based on|from|check) "
             r"(?:our|the company'?s|my company'?s|the team'?s) internal (?:doc(?:ument(?:ation)?)?s?|wiki|memos?|"
@@ -208,19 +212,6 @@ class LeakageConfig(_Section):
         "person's home directory (or ChatGPT's sandbox:/mnt/data) cannot be verified and may leak internal material. "
         "Python regular expressions, searched in responses. Bare words such as 'internal' or 'confidential' and system "
         "paths like /etc are not flagged: answers use them legitimately all the time.")
-
-    @field_validator("internal_patterns")
-    @classmethod
-    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        """The patterns run in Python's `re`; a broken one is a config error, not a crash mid-audit."""
-        import re
-
-        for p in patterns:
-            try:
-                re.compile(p)
-            except re.error as e:
-                raise ValueError(f"pattern {p!r} is not a valid regular expression ({e})") from None
-        return patterns
 
 
 class PiiConfig(_Section):
@@ -261,3 +252,8 @@ class AuditConfig(_Section):
     pii: PiiConfig = Field(default_factory=PiiConfig)
     volume: VolumeConfig = Field(default_factory=VolumeConfig)
     fix: FixConfig = Field(default_factory=FixConfig)
+
+
+def builtin_patterns(section: type[_Section], field: str) -> list[str]:
+    """The shipped value of a pattern list: these were reviewed, so they run without the per-call time limit."""
+    return section.model_fields[field].get_default(call_default_factory=True)

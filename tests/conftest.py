@@ -14,12 +14,14 @@ EXAMPLES = ROOT / "examples"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-def run_cli(*args: str, cwd: Path | None = None, tool: str = "datakit", stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run the installed console script as a user would, in a subprocess (`stdin`: text typed into it)."""
+def run_cli(*args: str, cwd: Path | None = None, tool: str = "datakit", stdin: str | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed console script as a user would, in a subprocess (`stdin`: text typed into it; `timeout`: the
+    bound on a hang, as a test failure)."""
     exe = Path(sys.executable).parent / tool
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    return subprocess.run([str(exe), *map(str, args)], check=False, capture_output=True, text=True, cwd=cwd, env=env, timeout=600,
-                          input=stdin)
+    return subprocess.run([str(exe), *map(str, args)], check=False, capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout, input=stdin)
 
 
 def audit_json(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:

@@ -13,8 +13,10 @@ from typing import ClassVar
 
 import polars as pl
 
+from schemas.config import HygieneConfig, builtin_patterns
 from schemas.dataset import Dataset
 from schemas.findings import Severity, empty_findings, findings_frame
+from schemas.patterns import BoundedPattern, PatternTooSlow, bounded
 from validators.base import Rule, RuleCode, RuleContext, code_info, sums
 from validators.empty import text_fields
 
@@ -85,7 +87,10 @@ class HygieneRules(Rule):
             for field, _, value in text_fields(row):
                 masked = _mask_code(value or "")
                 for code in codes:
-                    hit = detectors[code](value or "", masked)
+                    try:
+                        hit = detectors[code](value or "", masked)
+                    except PatternTooSlow as e:
+                        raise e.at(f"{row['source']}:{row['line']}, {field}") from None
                     if hit is not None:
                         template, values, excerpt, detail = hit
                         info = code_info(self, code)
@@ -116,7 +121,7 @@ class HygieneRules(Rule):
         markers stripped; code spans and whole HTML documents keep their markup. Repeated to a fixed point (so
         `&amp;lt;b&amp;gt;` ends as text the check no longer flags), which makes it idempotent; CJK text and punctuation
         are never touched (no pattern matches them)."""
-        markers = [re.compile(rf"(?:{p})[ \t]*\n?") for p in ctx.config.hygiene.template_markers]
+        markers = _markers(ctx.config.hygiene.template_markers, shape=lambda p: rf"(?:{p})[ \t]*\n?")
         while True:  # ends: every pass that changes the text shortens it, but for CR -> LF, which cannot recur twice
             fixed = _repair_once(text, markers)
             if fixed == text:
@@ -128,8 +133,8 @@ def _detectors(markers: list[str], placeholders: list[str]) -> dict[str, Callabl
     """Per code: (text, text with code masked) -> (message template, its values, excerpt, detail) for the first real
     occurrence, or None."""
     html_re, control_re, moji_re = re.compile(HTML), re.compile(CONTROL), re.compile(MOJIBAKE)
-    marker_res = [re.compile(p) for p in markers]
-    placeholder_res = [re.compile(p) for p in placeholders]
+    marker_res = _markers(markers)
+    placeholder_res = bounded(placeholders, "hygiene.placeholders", builtin_patterns(HygieneConfig, "placeholders"))
 
     def html_hit(text: str, masked: str) -> tuple | None:
         hits = [] if _is_html_document(text) else list(html_re.finditer(masked))
@@ -187,6 +192,11 @@ def _detectors(markers: list[str], placeholders: list[str]) -> dict[str, Callabl
             "hygiene.template_marker": template_hit, "hygiene.mojibake": mojibake_hit}
 
 
+def _markers(patterns: list[str], shape: Callable[[str], str] = str) -> list[BoundedPattern]:
+    """The configured template markers, each search bounded in time (a user's pattern may backtrack catastrophically)."""
+    return bounded(patterns, "hygiene.template_markers", builtin_patterns(HygieneConfig, "template_markers"), shape)
+
+
 def _mask_code(text: str) -> str:
     """The text with fenced and inline code blanked out (same length, so match positions still index the original)."""
     return _CODE.sub(lambda m: " " * len(m.group()), text)
@@ -221,7 +231,7 @@ def _undo_mojibake(candidate: str) -> str | None:
         return None
 
 
-def _repair_once(text: str, markers: list[re.Pattern]) -> str:
+def _repair_once(text: str, markers: list[BoundedPattern]) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     control = re.compile(CONTROL)
     text = control.sub(lambda m: m.group() if _legitimate_joiner(m.string, m.start()) else "", text)
