@@ -331,9 +331,10 @@ def _repaired(obj: Any, codes: list[str], actions: dict[str, str | None], owners
     truncation cannot make it fit."""
     families = list(dict.fromkeys(owners[c] for c in codes if actions[c] == "repair"))
     if families:
-        def repair(text: str, _role: str) -> str:
+        def repair(text: str, role: str) -> str:
             for family in families:
-                text = family.repair(text, ctx)
+                if role in family.repair_roles:
+                    text = family.repair(text, ctx)
             return text
 
         obj = map_texts(obj, repair)

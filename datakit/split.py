@@ -163,7 +163,10 @@ def _decontaminate(path: str | Path, files: dict[str, Path], assigned: np.ndarra
                    config: AuditConfig, written_as: tuple[str, bool, str]) -> int:
     """Write the splits, and move into train every eval/test group the leakage rule finds in train, until it finds
     none (the files on disk are then the final ones); returns records moved."""
-    held_out = [s for s in files if s != "train"]
+    held_out = [s for s in files if s != "train" and (assigned == SPLITS.index(s)).any()]
+    if not held_out or not (assigned == 0).any():  # an empty split leaks nothing (and an empty file is no audit input)
+        _write_splits(path, files, assigned, *written_as)
+        return 0
     moved = 0
     for _ in range(MAX_ROUNDS):
         _write_splits(path, files, assigned, *written_as)

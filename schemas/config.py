@@ -214,6 +214,80 @@ class LeakageConfig(_Section):
         "paths like /etc are not flagged: answers use them legitimately all the time.")
 
 
+class SpellingConfig(_Section):
+    check_prompts: bool = Field(
+        True, description="spelling.prompt: list misspellings in prompts too (info only: real users misspell, a model should cope).")
+    ignore_words: list[str] = Field(
+        default_factory=list, description="spelling.*: words never flagged, whatever the lists say (your domain's jargon or names).")
+    extra_en: dict[str, str] = Field(
+        default_factory=dict, description="spelling.*: more English misspellings and their one correction, added to codespell's "
+        "dictionary.txt, e.g. {\"recieveing\": \"receiving\"}.")
+    zh_typos: dict[str, str] = Field(
+        default_factory=dict, description="spelling.*: more Chinese wrong forms (错别字) and their correction, added to "
+        "validators/data/zh_typos.tsv, e.g. {\"一股作气\": \"一鼓作气\"}. Choose forms that are not words themselves.")
+    task_words: list[str] = Field(
+        default_factory=lambda: ["spell", "typo", "misspel", "proofread", "grammar", "grammatical", "mistake", "error",
+                                 "correct the", "correct any", "correct this", "correct it", "correct all", "corrected",
+                                 "correction", "fix the", "错别字", "错字", "改错", "纠正", "纠错", "病句", "拼写", "校对", "错误", "修改"],
+        description="spelling.*: a record whose prompt holds one of these (case-insensitive, literal) asks to find or fix "
+        "mistakes: its misspellings are the subject, not errors, so the record is not checked.")
+
+
+class CompletenessConfig(_Section):
+    min_closed_share: float = Field(
+        0.9, gt=0, le=1, description="completeness.no_end_punctuation: judged only when at least this share of the dataset's "
+        "prose answers end with closing punctuation; calibrated on the dataset itself, so code-only, label-only or verse "
+        "datasets are not flagged wholesale. Real sets: 97-100% (Alpaca en/zh, AlpacaEval, BELLE, glaive).")
+    min_prose_answers: int = Field(
+        20, ge=1, description="completeness.no_end_punctuation: prose answers the dataset needs before its usual ending is trusted.")
+    dangling_words: list[str] = Field(
+        default_factory=lambda: ["a", "an", "the", "and", "or", "but", "nor", "of", "to", "with", "for", "from", "into", "onto",
+                                 "because", "although", "than", "whose", "whether", "my", "your", "our", "their", "its",
+                                 "such", "including", "via",
+                                 "和", "以及", "并且", "而且", "但是", "因为", "所以", "如果", "或者", "比如", "例如", "包括",
+                                 "由于", "虽然", "然而", "以便", "从而", "甚至"],
+        description="completeness.dangling_word: words a sentence cannot end with (English, as written in lower case; Chinese "
+        "at the end of a text, 温和-like compounds excepted). An answer that stops on one without closing punctuation was cut "
+        "off. 的 is not listed: 是…的 sentences end with it (no_end_punctuation still catches a cut there).")
+
+
+class AccuracyConfig(_Section):
+    hedges: list[str] = Field(
+        default_factory=lambda: [
+            "I could be wrong", "I might be wrong", "I may be wrong", "I could be mistaken", "I may be mistaken",
+            "if I remember correctly", "if I recall correctly", "if memory serves", "correct me if I'm wrong",
+            "I'm not sure", "I am not sure", "I'm not entirely sure", "I'm not 100% sure", "I'm not certain",
+            "I am not certain", "I'm not positive", "don't quote me", "take this with a grain of salt", "I'm guessing",
+            "my best guess", "I have no idea", "I don't know for sure", "I'm unsure", "IIRC", "AFAIK",
+            "好像是这样", "好像是吧", "应该是吧", "可能是吧", "大概是吧", "也许是吧", "我不太确定", "我也不太确定", "我也不确定", "我不是很确定", "我记得好像", "如果我没记错", "要是我没记错", "我没记错的话", "不敢保证", "我也不是很清楚",
+            "我也不太清楚", "我不太清楚"],
+        description="accuracy.hedged: phrases of an unsure answer (the documents' \"好像是这样...\"); literal, case-insensitive, "
+        "whole words for English. Quoted text, code and the lines of a written dialogue (A: ... B: ...) are not searched. "
+        "A bare 我不确定 is not listed: '我不确定我做错了什么' is an apology, not a hedge.")
+    deferrals: list[str] = Field(
+        default_factory=lambda: [
+            "consult a professional", "consult a lawyer", "consult an attorney", "consult a doctor", "consult your doctor",
+            "consult a specialist", "consult an expert", "seek professional advice", "seek professional help",
+            "speak to a professional", "talk to a professional", "contact customer service", "ask an expert",
+            "I can't answer", "I cannot answer", "I am unable to answer", "I'm unable to answer", "I don't know",
+            "I do not know",
+            "建议咨询律师", "建议咨询医生", "建议咨询专业人士", "请咨询律师", "请咨询医生", "请咨询专业人士", "建议您咨询",
+            "请咨询相关部门", "请向专业人士咨询", "建议寻求专业", "建议去医院", "请咨询客服", "联系客服", "我无法回答", "无法回答这个问题",
+            "我不知道"],
+        description="accuracy.deferral: phrases that send the user elsewhere (\"建议咨询律师\"); flagged when, without the "
+        "sentences holding them, almost nothing of the answer is left.")
+    deferral_rest: int = Field(
+        25, ge=0, description="accuracy.deferral: letters and digits (CJK characters count two) left in the answer once its "
+        "deferring sentences are taken out, under which the answer defers instead of answering.")
+    opinion_prompts: list[str] = Field(
+        default_factory=lambda: [
+            "your opinion", "what do you think", "do you think", "in your view", "your view", "your thoughts", "do you believe",
+            "guess", "predict", "probability", "how likely", "likelihood", "chances", "odds", "estimate", "speculate",
+            "你觉得", "你认为", "你怎么看", "看法", "观点", "意见", "猜", "预测", "概率", "可能性", "估计", "几率", "你相信"],
+        description="accuracy.*: a prompt holding one of these asks for an opinion, a guess or a probability: an unsure answer "
+        "is the honest one, so the record is not flagged.")
+
+
 class PiiConfig(_Section):
     action: Literal["redact", "reject"] = Field("redact", description="pii.*: what `datakit fix` does with a record holding PII or secrets.")
 
@@ -249,6 +323,9 @@ class AuditConfig(_Section):
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
     consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
     correspondence: CorrespondenceConfig = Field(default_factory=CorrespondenceConfig)
+    spelling: SpellingConfig = Field(default_factory=SpellingConfig)
+    completeness: CompletenessConfig = Field(default_factory=CompletenessConfig)
+    accuracy: AccuracyConfig = Field(default_factory=AccuracyConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     volume: VolumeConfig = Field(default_factory=VolumeConfig)
     fix: FixConfig = Field(default_factory=FixConfig)

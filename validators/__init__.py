@@ -19,6 +19,7 @@ from validators.leakage import LeakageRules
 from validators.length import LengthRules
 from validators.near_duplicate import NearDuplicateRules
 from validators.pii import PiiRules
+from validators.spelling import SpellingRules
 from validators.volume import VolumeRules
 
 RULES: tuple[Rule, ...] = (
@@ -33,6 +34,7 @@ RULES: tuple[Rule, ...] = (
     BalanceRules(),
     DiversityRules(),
     LanguageRules(),
+    SpellingRules(),
     ConsistencyRules(),
     CorrespondenceRules(),
     VolumeRules(),

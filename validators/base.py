@@ -81,6 +81,8 @@ class Rule(Protocol):
     family: ClassVar[str]
     codes: ClassVar[tuple[RuleCode, ...]]
     needs: ClassVar[tuple[str, ...]]  # measurements (datakit.measure) the family reads
+    # The speakers whose texts `repair` rewrites (system | user | assistant | tool); a family may leave prompts alone.
+    repair_roles: ClassVar[tuple[str, ...]] = ("system", "user", "assistant", "tool")
 
     def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
         """Findings in `schemas.findings.FINDING_SCHEMA` judged from this batch's records alone. Never raises on bad

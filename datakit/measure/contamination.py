@@ -183,6 +183,8 @@ class EvalIndex:
     def build(cls, evals: list[Dataset], config: AuditConfig) -> EvalIndex:
         """From eval sets already measured ("norm_hash", "minhash")."""
         evals = [e for e in evals if e.valid.height]
+        if not evals:  # eval sets without one readable record: nothing to match (the index is `empty`)
+            return cls(pl.DataFrame(), {}, [], NgramIndex([], config.leakage.ngram, config.leakage.cjk_ngram))
         asked = normalised("prompt") != ""
         said = asked | (normalised("response") != "")
         exact = _eval_rows(evals, "prompt", "prompt_hash", "record_hash").filter(asked).rename(

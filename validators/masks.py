@@ -1,0 +1,26 @@
+"""The parts of a text that are not the writer's own prose: code, URLs, e-mail addresses and quoted text.
+
+Rules that judge wording (spelling, hedging) and structure (completeness) blank these out first: a typo in an
+identifier, a bracket inside code or a hedge inside a quoted line of dialogue is not the answer's own. Blanking
+keeps the length, so a match position in the blanked text indexes the original.
+"""
+from __future__ import annotations
+
+import re
+
+CODE = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]+`|(?m:^(?: {4}|\t)[ \t]*\S.*$)", re.DOTALL)
+LINK = re.compile(r"(?i)(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+QUOTED = re.compile("\"[^\"\\n]*\"|“[^”]{0,2000}”|‘[^’\\n]*’|「[^」]{0,2000}」|『[^』]{0,2000}』|《[^》\\n]*》"
+                    r"|(?<!\w)'[^'\n]+'(?!\w)")
+
+
+def blank(text: str, *patterns: re.Pattern) -> str:
+    """`text` with every match of the patterns replaced by spaces (newlines kept), in the order given."""
+    for pattern in patterns:
+        text = pattern.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), text)
+    return text
+
+
+def prose(text: str) -> str:
+    """Only the writer's own words left: code, links and quoted text blanked."""
+    return blank(text, CODE, LINK, QUOTED)
