@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from reports.dimensions import dimension_lines
 from reports.findings import first_per_rule
 from schemas.findings import Finding, Severity
 from schemas.report import AuditReport
@@ -16,6 +17,7 @@ VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "info"
 TOP_FINDINGS = 5
 TEXT_CHARS = 140
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def text(value: object, limit: int = TEXT_CHARS) -> str:
@@ -27,9 +29,17 @@ def text(value: object, limit: int = TEXT_CHARS) -> str:
     return _MD_SPECIAL.sub(r"\\\1", s)
 
 
-def code(value: object, limit: int = 200) -> str:
-    """A string as an inline code span: one line, no backticks (Markdown and HTML are not interpreted inside)."""
+def family_name(value: str) -> str:
+    """A family name as written when it is a plain identifier (as every built-in one is), else escaped as `text`."""
+    return value if _IDENTIFIER.fullmatch(value) else text(value)
+
+
+def code(value: object, limit: int = 200, cell: bool = False) -> str:
+    """A string as an inline code span: one line, no backticks (Markdown and HTML are not interpreted inside); in a
+    table `cell`, `|` is escaped too, since GitHub splits cells on it even inside a code span."""
     s = " ".join(str(value).split()).replace("`", "'")
+    if cell:
+        s = s.replace("|", "\\|")
     return f"`{s if len(s) <= limit else s[: limit - 1] + '…'}`"
 
 
@@ -55,17 +65,19 @@ def render_markdown(report: AuditReport, top: int = TOP_FINDINGS, base: str | Pa
     for name in names:
         fam = ran.get(name)
         if fam is None:
-            lines.append(f"| {name} | not run | | |")
+            lines.append(f"| {family_name(name)} | not run | | |")
             continue
         hit = sorted((r for r in report.rules if r.family == name and r.count), key=lambda r: -r.count)
-        lines.append(f"| {name} | {VERDICT[fam.verdict]} | {fam.findings:,} | "
-                     + ", ".join(f"`{r.code}` {r.count:,}" for r in hit) + " |")
+        lines.append(f"| {family_name(name)} | {VERDICT[fam.verdict]} | {fam.findings:,} | "
+                     + ", ".join(f"{code(r.code, cell=True)} {r.count:,}" for r in hit) + " |")
     if report.gx:
         g = report.gx
         failed = [r for r in g.results if not r.success]
         lines += ["", f"**Great Expectations:** {g.successful} of {g.evaluated} expectations met"
                   + ("" if not failed else " — not met: " + ", ".join(
-                      f"`{r.expectation}` on `{r.column}` ({r.unexpected_count or 0:,} unexpected)" for r in failed))]
+                      f"{code(r.expectation)} on {code(r.column)} ({r.unexpected_count or 0:,} unexpected)" for r in failed))]
+    if dimension_lines(report):
+        lines += [""] + [f"- {text(line, 400)}" for line in dimension_lines(report)]
     if report.next_steps:
         lines += ["", "**Next:**"] + [f"- {code(s.partition('   # ')[0].strip())}" for s in report.next_steps]
 
@@ -81,14 +93,14 @@ def render_markdown(report: AuditReport, top: int = TOP_FINDINGS, base: str | Pa
             if not found:
                 continue
             n = total.get(name, len(found))
-            lines += [f"**{name}** ({n:,})", ""]
+            lines += [f"**{family_name(name)}** ({n:,})", ""]
             lines += [_finding_line(f) for f in found[:top]]
             if n > top:
                 lines.append(f"- … and {n - top:,} more")
             lines.append("")
         lines.append("</details>")
     sha = report.checksum.split(":")[-1][:12]
-    lines += ["", f"<sub>datakit {text(report.version)} · sha256 {sha} · {report.elapsed_s:.2f} s</sub>", ""]
+    lines += ["", f"<sub>datakit {text(report.version)} · sha256 {text(sha)} · {report.elapsed_s:.2f} s</sub>", ""]
     return "\n".join(lines)
 
 
@@ -98,5 +110,5 @@ def _finding_line(f: Finding) -> str:
     field = f" · {code(f.field, 40)}" if f.field else ""
     excerpt = f" — “{text(f.excerpt, 60)}”" if f.excerpt else ""
     what = f.message.partition(": ")[0] if len(f.message.partition(": ")[0]) >= 12 else f.message
-    return f"- {where} · `{f.rule}`{field}: {text(what)}{excerpt}"
+    return f"- {where} · {code(f.rule)}{field}: {text(what)}{excerpt}"
 

@@ -163,6 +163,61 @@ def test_content_security_policy_admits_only_the_pages_own_script(audited, tmp_p
         assert page.locator("#family-format .findings tbody tr").count() > 0
 
 
+def tamper(report: dict) -> tuple[dict, int]:
+    """The report with a payload added to every string (values and mapping keys) the report schema still accepts,
+    one kind of field at a time: (the tampered report, how many kinds of field carry a payload)."""
+    from schemas.report import AuditReport
+
+    def kinds(node, path=()):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield (*path, "{key}")
+                yield from kinds(v, (*path, k))
+        elif isinstance(node, list):
+            for v in node:
+                yield from kinds(v, (*path, "*"))
+        elif isinstance(node, str):
+            yield path
+
+    def changed(node, kind, payload, path=()):
+        if isinstance(node, dict):
+            return {(k + payload if (*path, "{key}") == kind else k): changed(v, kind, payload, (*path, k))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [changed(v, kind, payload, (*path, "*")) for v in node]
+        return node + payload if isinstance(node, str) and path == kind else node
+
+    tampered, carried = report, 0
+    for i, kind in enumerate(dict.fromkeys(kinds(report))):
+        attempt = changed(tampered, kind, PAYLOADS[i % len(PAYLOADS)])
+        try:
+            AuditReport.model_validate(attempt)
+        except ValueError:
+            continue
+        tampered, carried = attempt, carried + 1
+    return tampered, carried
+
+
+def test_every_string_of_a_tampered_json_report_stays_text(audited, tmp_path):
+    """`datakit report` renders a JSON report someone else wrote: every string in it is as hostile as the data."""
+    out, _ = audited
+    report, carried = tamper(json.loads((out / "r.json").read_text(encoding="utf-8")))
+    assert carried > 40
+    (tmp_path / "t.json").write_text(json.dumps(report), encoding="utf-8")
+    proc = run_cli("report", tmp_path / "t.json", "--html", tmp_path / "t.html", "--markdown", tmp_path / "t.md")
+    assert proc.returncode == 0, proc.stderr
+    with visit(tmp_path / "t.html", init_script=HOOKS) as v:
+        page = v.page
+        page.wait_for_selector("html[data-ready='1']")
+        page.evaluate("document.querySelectorAll('details').forEach(function (d) { d.open = true; })")
+        page.wait_for_timeout(100)
+        assert page.evaluate("window.__xss") is None
+        assert page.evaluate("window.__events") == []
+        assert v.errors == [] and v.requests == [(tmp_path / "t.html").resolve().as_uri()]
+        assert page.evaluate("document.scripts.length") == 2
+    assert_inert_markdown((tmp_path / "t.md").read_text(encoding="utf-8"))
+
+
 class _Tags(HTMLParser):
     """Every start tag and attribute in a rendered fragment."""
 
@@ -174,15 +229,22 @@ class _Tags(HTMLParser):
         self.tags.append((tag, attrs))
 
 
-def test_markdown_summary_renders_payloads_as_text(audited):
-    out, data = audited
-    md = (out / "r.md").read_text(encoding="utf-8")
-    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(md)  # raw HTML on, as GitHub allows it
+def assert_inert_markdown(md: str) -> str:
+    """Render `md` as GitHub would (raw HTML allowed) and check only the summary's own markup comes out; the HTML."""
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(md)
     parser = _Tags()
     parser.feed(rendered)
     tags = {tag for tag, _ in parser.tags}
     assert tags <= {"h2", "p", "strong", "code", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "details",
                     "summary", "sub", "em"}, tags
     assert [attrs for _, attrs in parser.tags if any(a.startswith("on") or a == "href" for a, _ in attrs)] == []
+    assert "<script" not in rendered
+    return rendered
+
+
+def test_markdown_summary_renders_payloads_as_text(audited):
+    out, data = audited
+    md = (out / "r.md").read_text(encoding="utf-8")
+    rendered = assert_inert_markdown(md)
     assert str(data).split("/")[-1] in md  # the file name, payload and all, is shown (inside a code span)
-    assert "window.__xss" in rendered and "<script>" not in rendered
+    assert "window.__xss" in rendered
