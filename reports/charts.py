@@ -64,7 +64,7 @@ class Chart:
 def report_charts(report: AuditReport) -> list[Chart]:
     """Every chart of the report, in page order."""
     return [_token_chart(report), _labels_chart(report), _languages_chart(report), _leading_chart(report),
-            _clusters_chart(report)]
+            _clusters_chart(report), _correspondence_chart(report)]
 
 
 def summary_of(report: AuditReport, family: str) -> dict | None:
@@ -274,3 +274,15 @@ def _clusters_chart(report: AuditReport) -> Chart:
         ax.margins(y=0.15)
         ax.legend(frameon=False, loc="upper right")
         return Chart("clusters", title, caption, _svg(fig, "clusters", title))
+
+
+def _correspondence_chart(report: AuditReport) -> Chart:
+    title = "Answers vs their own prompt"
+    caption = ("Answers by the share of their own prompt's weighted words they contain (correspondence); aligned data "
+               "spreads to the right, shifted or shuffled columns pile up at 0.")
+    summary = summary_of(report, "correspondence")
+    hist = (summary or {}).get("own_relevance_histogram")
+    if not hist:
+        reason = "not run: the correspondence family did not run." if summary is None else "too few answers to compare."
+        return Chart("correspondence", title, caption, missing=reason)
+    return _bars("correspondence", title, caption, list(hist.items()), "answers", ACCENT_2, total=sum(hist.values()))

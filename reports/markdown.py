@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from reports.dimensions import dimension_lines
 from reports.findings import first_per_rule
 from schemas.findings import Finding, Severity
 from schemas.report import AuditReport
@@ -75,6 +76,8 @@ def render_markdown(report: AuditReport, top: int = TOP_FINDINGS, base: str | Pa
         lines += ["", f"**Great Expectations:** {g.successful} of {g.evaluated} expectations met"
                   + ("" if not failed else " — not met: " + ", ".join(
                       f"{code(r.expectation)} on {code(r.column)} ({r.unexpected_count or 0:,} unexpected)" for r in failed))]
+    if dimension_lines(report):
+        lines += [""] + [f"- {text(line, 400)}" for line in dimension_lines(report)]
     if report.next_steps:
         lines += ["", "**Next:**"] + [f"- {code(s.partition('   # ')[0].strip())}" for s in report.next_steps]
 

@@ -6,6 +6,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from reports.dimensions import dimension_lines
 from schemas.findings import Severity
 from schemas.report import AuditReport
 
@@ -60,6 +61,8 @@ def render(report: AuditReport, console: Console | None = None) -> None:
         table = _family_table(report, fam.family)
         if table is not None:
             console.print(Panel(table, title=fam.family, title_align="left"))
+    for line in dimension_lines(report):
+        console.print(escape(line))
     counts = {s.value: report.count(s) for s in Severity}
     console.print(Group(
         f"[bold]{counts['error']:,} errors, {counts['warning']:,} warnings, {counts['info']:,} info[/] "

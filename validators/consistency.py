@@ -171,8 +171,8 @@ class ConsistencyRules(Rule):
         plain = ~pl.col("casual")
         return rows.with_columns(_codes(table, pl.col("text")).alias("code")).select(
             "id", "line", codes.list.sort().alias("code"),
-            (plain & (pl.col("text").str.count_matches(r"[A-Za-z]") >= 20)).alias("english"),
-            (plain & (pl.col("text").str.count_matches(r"\p{Han}") >= 5)).alias("chinese"),
+            (plain & pl.col("text").str.contains(r"[A-Za-z]{2,}\W+[A-Za-z]{2,}\W+[A-Za-z]{2,}")).alias("english"),
+            (plain & pl.col("text").str.contains(r"\p{Han}{4}")).alias("chinese"),
             (plain & pl.col("text").str.contains(r"[\p{L}\p{N}]")).alias("any"))
 
     def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
