@@ -1,6 +1,6 @@
 """A few thousand real records (the bundled samples) with planted problems of every cross-record kind: exact copies,
-near copies, conflicting answers, eval leakage, class skew, plus broken lines and text debris. Tests that compare
-two ways of auditing (batch sizes, engines) run on it."""
+near copies, conflicting answers, eval leakage, class skew, plus broken lines, text debris, a misspelt and a hedged
+answer (the real records bring cut-off answers). Tests that compare two ways of auditing (batch sizes, engines) run on it."""
 from __future__ import annotations
 
 import json
@@ -71,6 +71,8 @@ def planted_records(seed: int = 0) -> list[dict | str]:
     out += [{"instruction": "Say hi<br>", "input": "", "output": "Hi &amp; welcome<br/>", "category": "rare"},
             {"instruction": "Mail?", "input": "", "output": "Write to jane.doe@example.org today.", "category": "rare"},
             {"instruction": "", "input": "", "output": "", "category": "rare"}]
+    out += [{"instruction": "Reset?", "input": "", "output": "You will recieve a link by email.", "category": "rare"},
+            {"instruction": "When was it built?", "input": "", "output": "In 1889, but I could be wrong.", "category": "rare"}]
     rng.shuffle(out)
     return out
 

@@ -29,7 +29,8 @@ def test_planted_set_has_every_cross_record_problem(whole):
     _, (rows, summaries, _) = whole
     rules = {json.loads(r)["rule"] for r in rows}
     assert {"duplicate.exact", "duplicate.conflicting_output", "near_duplicate.cluster", "leakage.eval_overlap",
-            "leakage.eval_near", "balance.imbalanced", "format.mixed_formats", "language.off_language"} <= rules
+            "leakage.eval_near", "balance.imbalanced", "format.mixed_formats", "language.off_language",
+            "spelling.misspelling", "accuracy.hedged", "completeness.no_end_punctuation"} <= rules
     assert summaries["near_duplicate"]["clusters"] >= 30
 
 

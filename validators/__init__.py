@@ -5,8 +5,10 @@ Add a family: write `validators/<family>.py` with a class implementing `validato
 """
 from __future__ import annotations
 
+from validators.accuracy import AccuracyRules
 from validators.balance import BalanceRules
 from validators.base import Rule, RuleCode, RuleContext
+from validators.completeness import CompletenessRules
 from validators.consistency import ConsistencyRules
 from validators.correspondence import CorrespondenceRules
 from validators.diversity import DiversityRules
@@ -35,6 +37,8 @@ RULES: tuple[Rule, ...] = (
     DiversityRules(),
     LanguageRules(),
     SpellingRules(),
+    CompletenessRules(),
+    AccuracyRules(),
     ConsistencyRules(),
     CorrespondenceRules(),
     VolumeRules(),

@@ -1,0 +1,271 @@
+"""completeness.*: answers cut off mid-sentence or mid-structure ("完整性").
+
+A cut answer (a generation limit, a truncated export) teaches the model to stop in the middle. What one answer
+shows alone is judged per record: a code fence, bracket or quote left open at the end, a list whose last item is
+empty or unfinished, a last word no sentence ends with (and / the / of, 以及 / 因为). Whether a missing full stop
+means anything depends on the dataset: it is judged in `finish`, against the share of the dataset's own prose
+answers that end with closing punctuation, so a dataset of code, labels or verse is never flagged wholesale.
+Only the last answer of a record is judged (that is where a cut lands), and at most one code per record.
+"""
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+import polars as pl
+
+from schemas.config import CompletenessConfig
+from schemas.dataset import Dataset
+from schemas.findings import Severity, empty_findings, findings_frame
+from validators.base import Rule, RuleCode, RuleContext, code_info, flag, message
+from validators.empty import BLANK, text_fields
+from validators.masks import CODE, LINK, blank
+
+W = Severity.warning
+
+FENCE = r"```|(?m:^[ \t]*~~~)"
+LIST_ITEM = r"^[ \t]*(?:[-*+•]|\d{1,3}[.)、]|[a-zA-Z][.)]|[(（]\d{1,3}[)）])(?:[ \t]+|$)"
+# An ending that leaves the sentence open: a letter or CJK character, or a comma, colon, dash or joining sign (polars
+# regex, and the same for Python's re).
+OPEN_END = r"[\p{L},，:：;；、\-–—/&+=(（]$"
+OPEN_END_RE = re.compile(r"(?:[^\W\d_]|[,，:：;；、\-–—/&+=(（])$")
+# Prose: the last line is not a list item, table row, heading, quote, "label: value" line, formula or code, and does
+# not end on a hashtag, a link, an attribution ('" - Albert Einstein') or a sign-off after a comma ('，艾米丽').
+NOT_PROSE = (r"^[ \t]*(?:[-*+•|#>]|\d{1,3}[.)、]|[a-zA-Z][.)]\s|[^\n:：]{1,20}[:：]\s*\S)|[=<>{};]|#\w+$|(?:https?://|www\.)\S+$"
+             r"|\s[—–-]{1,2}\s*\p{Lu}[\p{L}.' ]{1,40}$|[,，]\s*(?:\p{Han}{2,4}|\p{Lu}\p{Ll}+(?: \p{Lu}\p{Ll}+)?)$")
+PAIRS = {"(": ")", "[": "]", "{": "}", "（": "）", "【": "】", "《": "》", "“": "”", "「": "」", "『": "』"}
+QUOTES = ("“", "「", "『")
+CLOSERS = {v: k for k, v in PAIRS.items()}
+SENTENCE_END = re.compile(r"[.!?。！？]")
+# Words that end in a dangling character but end sentences themselves (温和 "mild" ends in 和 "and").
+COMPOUNDS = ("温和", "平和", "总和", "缓和", "柔和", "饱和", "暖和", "调和", "附和", "随和", "中和", "祥和", "谦和", "共和", "讲和")
+EXCERPT = 80
+PER_RECORD = ("completeness.unclosed_code_fence", "completeness.unclosed_bracket", "completeness.unclosed_quote",
+              "completeness.truncated_list", "completeness.dangling_word")
+
+
+def last_answer() -> pl.Expr:
+    """The record's last assistant text (where a cut lands)."""
+    return pl.col("messages").list.eval(
+        pl.element().filter(pl.element().struct.field("role") == "assistant").struct.field("content")).list.last()
+
+
+def endings(valid: pl.DataFrame) -> pl.DataFrame:
+    """Per answered record: its last answer and what its ending shows, vectorised: the last line; whether that line is
+    prose long enough to judge punctuation on (a sentence end inside it, or 20 words / 40 CJK characters: shorter
+    lines without one are often titles); whether
+    the answer ends open; and whether a closer look in Python is needed (a fence count, bracket or quote imbalance,
+    a list item or an open ending)."""
+    answer = last_answer().fill_null("").str.strip_chars_end()
+    rows = valid.filter(pl.col("format") != "prompts").select("id", "source", "line", answer.alias("answer")).filter(
+        ~pl.col("answer").str.contains(BLANK))
+    last_line = pl.col("answer").str.extract(r"([^\n]*)$", 1)
+    words = last_line.str.count_matches(r"[A-Za-z]+")
+    cjk = last_line.str.count_matches(r"\p{Han}")
+    inner_end = last_line.str.contains(r"[.!?。！？]['\"”’)）]?(?:\s+|[\p{Han}])\S")
+    in_code = pl.col("answer").str.ends_with("```") | pl.col("answer").str.ends_with("~~~")
+    imbalance = pl.any_horizontal([pl.col("answer").str.count_matches(re.escape(o), literal=False)
+                                   > pl.col("answer").str.count_matches(re.escape(c), literal=False) for o, c in PAIRS.items()]
+                                  + [pl.col("answer").str.count_matches('"', literal=True) % 2 == 1])
+    return rows.with_columns(last_line.alias("last_line")).with_columns(
+        (~pl.col("last_line").str.contains(NOT_PROSE) & ~in_code & ((inner_end & ((words >= 3) | (cjk >= 5)))
+                                                                    | (words >= 20) | (cjk >= 40))).alias("prose"),
+        (pl.col("answer").str.contains(OPEN_END) & ~in_code).alias("open"),
+        ((pl.col("answer").str.count_matches(FENCE) % 2 == 1) | imbalance | pl.col("last_line").str.contains(LIST_ITEM)
+         | pl.col("answer").str.contains(OPEN_END)).alias("suspect"))
+
+
+class CompletenessRules(Rule):
+    family: ClassVar[str] = "completeness"
+    needs: ClassVar[tuple[str, ...]] = ()
+    codes: ClassVar[tuple[RuleCode, ...]] = (
+        RuleCode("completeness.unclosed_code_fence", W, "A code block opened (```) and never closed: the answer was cut "
+                 "inside its code, and templates render the rest of the text as code."),
+        RuleCode("completeness.unclosed_bracket", W, "An opening bracket whose text runs to the end of the answer unclosed: "
+                 "the answer stops mid-structure."),
+        RuleCode("completeness.unclosed_quote", W, "A quotation opened near the end and never closed: the answer stops "
+                 "mid-quote."),
+        RuleCode("completeness.truncated_list", W, "A list whose last item is empty ('4.') or unfinished while the other "
+                 "items are complete: the answer stops mid-list."),
+        RuleCode("completeness.dangling_word", W, "An answer ending on a word no sentence ends with (and, the, of; 以及, 因为) "
+                 "was cut off mid-sentence.", "dangling_words"),
+        RuleCode("completeness.no_end_punctuation", W, "A prose answer with no closing punctuation where the dataset's "
+                 "answers normally have one (calibrated per dataset) probably stops mid-sentence.",
+                 "min_closed_share = 0.9"),
+    )
+
+    def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
+        cfg = ctx.config.completeness
+        rows = endings(batch.valid).filter(pl.col("suspect"))
+        found = []
+        for row in rows.iter_rows(named=True):
+            hit = structural(row["answer"], cfg)
+            if hit is None:
+                continue
+            code, template, values, excerpt = hit
+            found.append({"rule": code, "severity": code_info(self, code).severity.value, "source": row["source"],
+                          "line": row["line"], "record_id": row["id"], "template": template, "values": values,
+                          "excerpt": excerpt})
+        fields = _answer_fields(batch, pl.Series([f["record_id"] for f in found], dtype=pl.Int64))
+        for f in found:
+            f["field"] = fields.get(f["record_id"])
+        return findings_frame(found)
+
+    def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        """Per prose answer: whether it ends open, and for open ones not flagged already (candidates) the field and the
+        ending, which `finish` flags once the dataset's usual ending is known. Each code's record count for the batch
+        rides on its first row."""
+        rows = endings(batch.valid).filter(pl.col("prose")).with_columns(
+            (pl.col("open") & ~pl.col("id").is_in(found["record_id"].implode())).alias("candidate"))
+        fields = _answer_fields(batch, rows.filter(pl.col("candidate"))["id"])
+        first = pl.int_range(pl.len()) == 0
+        return rows.select(
+            "id", "line", "open", "candidate",
+            pl.when(pl.col("candidate")).then(pl.col("answer").str.slice(-EXCERPT)).alias("ending"),
+            pl.col("id").replace_strict(fields, default=None, return_dtype=pl.String).alias("field"),
+            *[pl.when(first).then(found.filter(pl.col("rule") == code)["record_id"].n_unique()).otherwise(0)
+              .cast(pl.Int64).alias(_tally(code)) for code in PER_RECORD])
+
+    def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
+        cfg = ctx.config.completeness
+        if state is None:
+            return empty_findings(), {"prose_answers": 0}
+        counts = state.select(pl.len().alias("prose"), (~pl.col("open")).sum().alias("closed"),
+                              *[pl.col(_tally(c)).sum() for c in PER_RECORD]).collect(engine="streaming").row(0, named=True)
+        prose, closed = counts["prose"], counts["closed"]
+        share = closed / prose if prose else None
+        judged = prose >= cfg.min_prose_answers and share is not None and share >= cfg.min_closed_share
+        found = empty_findings()
+        if judged:
+            rows = state.filter(pl.col("candidate")).select("id", "line", "field", "ending").collect(engine="streaming")
+            pct = f"{100 * share:.0f}%"
+            found = flag(rows.with_columns(ctx.source_of().alias("source")), code_info(self, "completeness.no_end_punctuation"),
+                         message("the answer ends without closing punctuation ('...{}') while {} of this dataset's prose answers "
+                                 "end with one: it probably stops mid-sentence (a generation limit or a cut export). Finish "
+                                 "the sentence or drop the record.", pl.col("ending").str.slice(-40), pct),
+                         field=pl.col("field"), excerpt=pl.col("ending"))
+        reason = (f"judged: {100 * share:.1f}% of {prose:,} prose answers end with closing punctuation" if judged else
+                  f"not judged: {prose:,} prose answers" + (f", {100 * share:.1f}% ending with closing punctuation"
+                                                             if share is not None else "")
+                  + f" (needs at least {cfg.min_prose_answers} and {100 * cfg.min_closed_share:.0f}%)")
+        return found, {
+            "prose_answers": prose,
+            "ending_with_closing_punctuation": closed,
+            "no_end_punctuation": reason,
+            "records_by_rule": {c: counts[_tally(c)] for c in PER_RECORD} | {"completeness.no_end_punctuation": found.height},
+        }
+
+
+def _tally(code: str) -> str:
+    return "n_" + code.split(".")[1]
+
+
+def structural(answer: str, cfg: CompletenessConfig) -> tuple[str, str, list[str], str] | None:
+    """(code, message template, values, excerpt) for what the answer's own text shows was cut, most specific first."""
+    fences = list(re.finditer(FENCE, answer))
+    if len(fences) % 2:
+        opened = fences[-1].start()
+        template = ("a code block opened at '{}' is never closed: the answer was cut inside its code (and templates show "
+                    "the rest as code). Finish the code and close the fence, or drop the record.")
+        return "completeness.unclosed_code_fence", template, [answer[opened:opened + 20].strip()], _tail(answer, opened)
+    listed = _truncated_list(blank(answer, CODE), cfg)
+    if listed is not None:
+        return ("completeness.truncated_list", "{}: the answer stops mid-list. Finish the list or drop the record.",
+                [listed], _tail(answer, len(answer) - EXCERPT))
+    text = blank(answer, CODE, LINK)
+    opened = _unclosed(text)
+    if opened is not None:
+        mark = text[opened]
+        code = "completeness.unclosed_quote" if mark in QUOTES or mark == '"' else "completeness.unclosed_bracket"
+        template = ("'{}' opened near the end is never closed (the text after it runs to the end): the answer stops "
+                    "mid-{}. Close it and finish the sentence, or drop the record.")
+        return code, template, [mark, "quote" if code.endswith("quote") else "structure"], _tail(answer, opened)
+    word = _dangling(text, cfg)
+    if word is not None:
+        template = ("the answer ends on '{}', a word no sentence ends with: it was cut off mid-sentence. Finish the sentence "
+                    "or drop the record.")
+        return "completeness.dangling_word", template, [word], _tail(answer, len(answer) - EXCERPT)
+    return None
+
+
+def _unclosed(text: str) -> int | None:
+    """Position of an opening bracket or quote left open whose text runs to the end of the answer on one line, with
+    at most one sentence in it; None otherwise. Stray closers (list markers '1)', smileys) are ignored."""
+    stack: list[int] = []
+    for i, ch in enumerate(text):
+        if ch in PAIRS and not (ch == "(" and i and text[i - 1] in ":;"):
+            stack.append(i)
+        elif ch in CLOSERS and stack and text[stack[-1]] == CLOSERS[ch]:
+            stack.pop()
+    candidates = stack[-1:]
+    quote = _open_straight_quote(text)
+    if quote is not None:
+        candidates.append(quote)
+    for start in sorted(candidates, reverse=True):
+        rest = text[start + 1:]
+        if rest.strip() and "\n" not in rest and len(SENTENCE_END.findall(rest.rstrip(".!?。！？"))) == 0:
+            return start
+    return None
+
+
+def _open_straight_quote(text: str) -> int | None:
+    """The last '"' of the last line when the line holds an odd number of them and it opens a quote (after a space or
+    at the line start, not an inch mark after a digit)."""
+    line_start = text.rfind("\n") + 1
+    marks = [m.start() for m in re.finditer('"', text[line_start:])]
+    if len(marks) % 2 == 0:
+        return None
+    last = line_start + marks[-1]
+    before = text[last - 1] if last > line_start else " "
+    return last if before.isspace() or before in "(（:：" else None
+
+
+def _truncated_list(text: str, cfg: CompletenessConfig) -> str | None:
+    """Why the list that ends the answer is cut, or None: its last item is empty, ends on a dangling word, or lacks
+    the closing punctuation every earlier item (at least two) has."""
+    lines = text.rstrip().split("\n")
+    item = re.match(LIST_ITEM, lines[-1])
+    if item is None:
+        return None
+    content = lines[-1][item.end():].strip()
+    if not content:
+        return f"the last list item '{lines[-1].strip()}' is empty"
+    word = _dangling(content, cfg, min_words=1)
+    if word is not None:
+        return f"the last list item ends on '{word}', a word no sentence ends with"
+    earlier = []
+    for ln in reversed(lines[:-1]):
+        if not ln.strip():
+            break
+        if re.match(LIST_ITEM, ln):
+            earlier.append(ln.rstrip())
+    if len(earlier) >= 2 and all(ln[-1:] in ".!?。！？;；" for ln in earlier) and OPEN_END_RE.search(content):
+        return "every earlier list item ends with punctuation but the last one stops"
+    return None
+
+
+def _dangling(text: str, cfg: CompletenessConfig, min_words: int = 3) -> str | None:
+    """The word a text ends on when no sentence can end with it (and the text has no closing punctuation)."""
+    line = text.rstrip().rsplit("\n", 1)[-1]
+    if not re.search(r"[\w\u4e00-\u9fff]$", line):
+        return None
+    latin = re.findall(r"[A-Za-z]+", line)
+    if latin and re.search(r"[A-Za-z]$", line):
+        if len(latin) >= min_words and latin[-1] in cfg.dangling_words:
+            return latin[-1]
+        return None
+    if len(re.findall(r"[\u4e00-\u9fff]", line)) < 4 or line.endswith(COMPOUNDS):
+        return None
+    return next((w for w in sorted(cfg.dangling_words, key=len, reverse=True) if not w.isascii() and line.endswith(w)), None)
+
+
+def _tail(answer: str, start: int) -> str:
+    start = max(0, min(start, len(answer) - EXCERPT))
+    return ("..." if start else "") + answer[start:][:200]
+
+
+def _answer_fields(batch: Dataset, ids: pl.Series) -> dict[int, str | None]:
+    """Per record id: the source field of its last answer (`output`, `conversations[5]`)."""
+    rows = batch.frame.filter(pl.col("id").is_in(ids.implode()))
+    return {row["id"]: next((name for name, role, _ in reversed(text_fields(row)) if role == "assistant"), None)
+            for row in rows.iter_rows(named=True)}
