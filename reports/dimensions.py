@@ -1,5 +1,7 @@
 """One-line readings of the quality-dimension summaries for the terminal and the Markdown summary: each variant's share
-per consistency group, and how much of its own prompt an answer covers (correspondence). Plain text, not escaped."""
+per consistency group, how much of its own prompt an answer covers (correspondence), the most common misspellings,
+how completeness judged end punctuation and what cut answers it found, and the most common hedges. Plain text, not
+escaped."""
 from __future__ import annotations
 
 from schemas.report import AuditReport
@@ -25,4 +27,28 @@ def dimension_lines(report: AuditReport) -> list[str]:
         lines.append(f"correspondence · answers covering their own prompt (share of its weighted words): {bars}; "
                      f"mean {corr['mean_own_relevance']:.0%} own vs {corr['mean_other_relevance']:.0%} other prompts; "
                      f"{corr['unrelated_answers']:,} answers fit another prompt better")
+    return lines + _answer_quality_lines(summaries)
+
+
+def _answer_quality_lines(summaries: dict) -> list[str]:
+    """spelling, completeness, accuracy: what was found, most common first, and how completeness was calibrated."""
+    lines = []
+    spelling = summaries.get("spelling") or {}
+    if spelling.get("most_common"):
+        by_rule = spelling["records_by_rule"]
+        common = ", ".join(f"{w['misspelling']} -> {w['correction']} ({w['count']:,})" for w in spelling["most_common"][:5])
+        lines.append(f"spelling · answers with a misspelling: {by_rule['spelling.misspelling']:,} fixable by `datakit fix`, "
+                     f"{by_rule['spelling.ambiguous']:,} to choose by hand; prompts: {by_rule['spelling.prompt']:,}; "
+                     f"most common: {common}")
+    completeness = summaries.get("completeness") or {}
+    if completeness.get("prose_answers"):
+        cut = ", ".join(f"{code.split('.')[1].replace('_', ' ')} {n:,}"
+                        for code, n in completeness["records_by_rule"].items() if n)
+        lines.append(f"completeness · end punctuation {completeness['no_end_punctuation']}; cut answers: {cut or 'none'}")
+    accuracy = summaries.get("accuracy") or {}
+    if accuracy.get("most_common_phrases"):
+        by_rule = accuracy["records_by_rule"]
+        said = ", ".join(f"'{p['phrase']}' ({p['count']:,})" for p in accuracy["most_common_phrases"][:5])
+        lines.append(f"accuracy · hedged answers {by_rule['accuracy.hedged']:,}, deferring answers "
+                     f"{by_rule['accuracy.deferral']:,}; most common: {said}")
     return lines

@@ -80,6 +80,7 @@ def test_cli_audit_reports_accuracy_with_its_summary(tmp_path):
                             ("Who wrote Hamlet?", "Shakespeare wrote it around 1600.")])
     proc, report = audit_json(tmp_path, path, "--only", "accuracy", "--no-html")
     assert proc.returncode == 0, proc.stderr
+    assert "accuracy · hedged answers 1, deferring answers 1; most common:" in proc.stdout
     assert sorted((f["rule"], f["line"]) for f in report["findings"]) == [("accuracy.deferral", 2), ("accuracy.hedged", 1)]
     summary = next(f["summary"] for f in report["families"] if f["family"] == "accuracy")
     assert summary["answers_checked"] == 3

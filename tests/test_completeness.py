@@ -114,21 +114,24 @@ def test_cli_audit_reports_completeness_and_its_calibration(tmp_path):
     path = write(tmp_path, FINISHED_EN + [("The answer was going well, and every step was explained with care, until the export "
                                           "cut it off right in the middle of the"),
                                           "```\ncode that never ends"])
-    proc, report = audit_json(tmp_path, path, "--only", "completeness", "--no-html")
+    proc, report = audit_json(tmp_path, path, "--only", "completeness")
     assert proc.returncode == 0, proc.stderr
+    assert "completeness · end punctuation judged: 96.0% of 25 prose answers" in " ".join(proc.stdout.split())
+    page = next(tmp_path.glob("report-*.html")).read_text(encoding="utf-8")
+    assert "prose answers" in page and "records by rule" in page and "judged: 96.0% of 25 prose answers" in page
     assert sorted((f["rule"], f["line"]) for f in report["findings"]) == [
         ("completeness.dangling_word", 25), ("completeness.unclosed_code_fence", 26)]
     summary = next(f["summary"] for f in report["families"] if f["family"] == "completeness")
     assert summary["records_by_rule"]["completeness.dangling_word"] == 1
-    assert summary["prose_answers"] == 25
+    assert summary["prose_answers"] == 25 and summary["ending_with_closing_punctuation"] == 24
 
 
-REVIEWED = {  # every finding on the real sets, each looked at: all cut-offs but the two marked
+REVIEWED = {  # every finding on the real sets, each looked at: all cut-offs but the three marked (complete, no full stop)
     "alpaca_en_sample.json": [180], "alpaca_eval_sample.json": [4, 263], "belle_sample.jsonl": [51],
-    "glaive_toolcall_en_sample.json": [52],
+    "glaive_toolcall_en_sample.json": [52], "identity.json": [37], "messages_sample.jsonl": [37],  # 37: '...不断进化' no 。
     "alpaca_eval_outputs.json": [10, 249, 291, 787], "eval_set.json": [201, 519, 680],  # 680: 是…的 sentence without 。
     "alpaca_en_demo.json": [180, 270, 346, 464, 731, 899], "alpaca_zh_demo.json": [493, 990],
-    "glaive_toolcall_en_demo.json": [52, 244], "glaive_toolcall_zh_demo.json": [237], "v1_sft_demo.jsonl": [230, 320, 396],
+    "glaive_toolcall_en_demo.json": [52, 244], "glaive_toolcall_zh_demo.json": [237], "v1_sft_demo.jsonl": [37, 230, 320, 396],
     "seed_tasks.jsonl": [102],  # 102: 'This is standard Arabic' without a full stop
 }
 

@@ -114,8 +114,10 @@ def test_fix_repairs_answers_leaves_prompts_and_keeps_every_record(tmp_path):
 def test_cli_audit_reports_spelling_with_its_summary(tmp_path):
     path = write(tmp_path, [one("q", "You will recieve it."), one("q", "Again, recieve it."), one("q", "一如继往。"),
                             one("Fix the typos: teh cat", "the cat")])
-    proc, report = audit_json(tmp_path, path, "--only", "spelling", "--no-html")
+    proc, report = audit_json(tmp_path, path, "--only", "spelling", "--no-html", "--markdown", tmp_path / "summary.md")
     assert proc.returncode == 0, proc.stderr
+    assert "spelling · answers with a misspelling: 3 fixable by `datakit fix`" in proc.stdout
+    assert "most common: recieve -&gt; receive \\(2\\)" in (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert sorted((f["rule"], f["line"]) for f in report["findings"]) == [
         ("spelling.misspelling", 1), ("spelling.misspelling", 2), ("spelling.misspelling", 3)]
     summary = next(f["summary"] for f in report["families"] if f["family"] == "spelling")

@@ -29,9 +29,10 @@ LIST_ITEM = r"^[ \t]*(?:[-*+•]|\d{1,3}[.)、]|[a-zA-Z][.)]|[(（]\d{1,3}[)）]
 # regex, and the same for Python's re).
 OPEN_END = r"[\p{L},，:：;；、\-–—/&+=(（]$"
 OPEN_END_RE = re.compile(r"(?:[^\W\d_]|[,，:：;；、\-–—/&+=(（])$")
-# Prose: the last line is not a list item, table row, heading, quote, "label: value" line, formula or code, and does
+# Prose: the last line is not a list item, table row, heading, quote, "label: value" line, formula, markup or code, and does
 # not end on a hashtag, a link, an attribution ('" - Albert Einstein') or a sign-off after a comma ('，艾米丽').
-NOT_PROSE = (r"^[ \t]*(?:[-*+•|#>]|\d{1,3}[.)、]|[a-zA-Z][.)]\s|[^\n:：]{1,20}[:：]\s*\S)|[=<>{};]|#\w+$|(?:https?://|www\.)\S+$"
+NOT_PROSE = (r"^[ \t]*(?:[-*+•|#>}{]|\d{1,3}[.)、]|[a-zA-Z][.)]\s|[^\n:：]{1,20}[:：]\s*\S)|[{};]\s*$|\s=|=>|</?[A-Za-z]"
+             r"|#\w+$|(?:https?://|www\.)\S+$"
              r"|\s[—–-]{1,2}\s*\p{Lu}[\p{L}.' ]{1,40}$|[,，]\s*(?:\p{Han}{2,4}|\p{Lu}\p{Ll}+(?: \p{Lu}\p{Ll}+)?)$")
 PAIRS = {"(": ")", "[": "]", "{": "}", "（": "）", "【": "】", "《": "》", "“": "”", "「": "」", "『": "』"}
 QUOTES = ("“", "「", "『")
