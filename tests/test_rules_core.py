@@ -263,6 +263,19 @@ def test_conflicting_outputs_point_at_the_first_answer(tmp_path):
     assert found(out, "duplicate.exact") == [(3, None)]
 
 
+def test_answers_differing_only_in_case_and_punctuation_are_one_answer(tmp_path):
+    records = [alpaca("Capital of Australia?", "Canberra."), alpaca("Capital of Australia?", "canberra"),
+               alpaca("Capital of Australia?", "\u201cCANBERRA!\u201d  "), alpaca("Capital of Australia?", "Sydney."),
+               alpaca("What is 7/2?", "It is 3.5."), alpaca("What is 7/2?", "It is 35"),
+               alpaca("列举两个城市。", "北京，上海。"), alpaca("列举两个城市。", "北京、上海")]
+    ds, ctx = dataset(tmp_path, records)
+    out, summary = run_rule(DuplicateRules(), ds, ctx.config)
+    rows = out.filter(pl.col("rule") == "duplicate.conflicting_output")
+    assert rows["line"].to_list() == [4, 6] and rows["detail"].to_list() == ["2 different answers"] * 2
+    assert found(out, "duplicate.exact") == []  # not dropped by fix: a quote or a full stop may matter to someone
+    assert summary["prompts_with_conflicting_outputs"] == 2
+
+
 def test_same_question_with_different_tools_is_not_a_conflict(tmp_path):
     one = {"conversations": [{"from": "human", "value": "Book a flight."}, {"from": "gpt", "value": "I can only do maths."}],
            "tools": '[{"name": "calculate"}]'}

@@ -1,6 +1,9 @@
 """duplicate.*: exact copies after normalisation, and the same prompt answered differently.
 
-Both compare `datakit.measure.normal` hashes (NFKC, case-folded, whitespace collapsed) within one file.
+Both compare `datakit.measure.normal` hashes (NFKC, case-folded, whitespace collapsed) within one file. Two
+answers to one prompt that differ only in sentence punctuation and quotes ("Canberra." and "canberra") are the
+same answer, not a conflict; they are not exact duplicates either, because `fix` drops exact duplicates
+without asking and a quote can matter (`x = "a"` and `x = a`).
 A conversation's tool definitions (`tools`) are part of its context: the same question asked with
 different tools may rightly get different answers, so they are compared too.
 """
@@ -33,7 +36,7 @@ class DuplicateRules(Rule):
         valid = batch.valid
         conv = pl.col("format").is_in(["sharegpt", "openai"])
         tools = pl.col("raw").str.json_path_match("$.tools").fill_null("") if valid.select(conv.any()).item() else pl.lit("")
-        return valid.select("id", "line", "prompt_hash", "record_hash",
+        return valid.select("id", "line", "prompt_hash", "record_hash", "answer_hash",
                             pl.when(conv).then(tools).otherwise(pl.lit("")).hash(seed=0).alias("tools_hash"),
                             (~pl.col("prompt").fill_null("").str.contains(BLANK)).alias("asked"),
                             pl.col("response").str.slice(0, 120).alias("answer_head"))
@@ -53,17 +56,17 @@ class DuplicateRules(Rule):
                       related_source=_other_source(ctx, "first_id"))]
         if ctx.config.duplicate.check_conflicting_outputs:
             answered = rows.filter(pl.col("asked")).with_columns(
-                pl.col("record_key").first().over("prompt_key").alias("reference_key"),
+                pl.col("answer_hash").first().over("prompt_key").alias("reference_answer"),
                 pl.col("line").first().over("prompt_key").alias("reference_line"),
                 pl.col("id").first().over("prompt_key").alias("reference_id"),
-                pl.col("record_key").n_unique().over("prompt_key").alias("answers"))
-            conflicts = answered.filter(pl.col("record_key") != pl.col("reference_key"))
+                pl.col("answer_hash").n_unique().over("prompt_key").alias("answers"))
+            conflicts = answered.filter(pl.col("answer_hash") != pl.col("reference_answer"))
             heads = state.select("id", "answer_head").filter(pl.col("id").is_in(conflicts["id"].implode())).collect(
                 engine="streaming")
             found.append(flag(conflicts.join(heads, on="id", how="left", maintain_order="left").with_columns(source),
                               code_info(self, "duplicate.conflicting_output"),
                               message("same prompt as line {} but a different answer ({} different answers to this prompt "
-                                      "in the file): the model learns two answers to one question. If both are right, make "
+                                      "in the file, punctuation and case aside): the model learns two answers to one question. If both are right, make "
                                       "the prompts say what differs; if not, keep the right one.",
                                       pl.col("reference_line"), pl.col("answers")),
                               excerpt=pl.col("answer_head"),
@@ -72,7 +75,7 @@ class DuplicateRules(Rule):
         return concat_findings(found), _summary(rows)
 
 
-_KEYED = {"id": pl.Int64, "line": pl.Int64, "asked": pl.Boolean,
+_KEYED = {"id": pl.Int64, "line": pl.Int64, "asked": pl.Boolean, "answer_hash": pl.UInt64,
           "prompt_key": pl.Struct({"prompt_hash": pl.UInt64, "tools_hash": pl.UInt64}),
           "record_key": pl.Struct({"record_hash": pl.UInt64, "tools_hash": pl.UInt64}),
           "first_id": pl.Int64, "copies": pl.UInt32}
@@ -80,7 +83,7 @@ _KEYED = {"id": pl.Int64, "line": pl.Int64, "asked": pl.Boolean,
 
 def _keyed(state: pl.DataFrame) -> pl.DataFrame:
     """Records with comparison keys (hash + tools), the first record of each exact group and the group size."""
-    rows = state.select("id", "line", "asked", pl.struct("prompt_hash", "tools_hash").alias("prompt_key"),
+    rows = state.select("id", "line", "asked", "answer_hash", pl.struct("prompt_hash", "tools_hash").alias("prompt_key"),
                         pl.struct("record_hash", "tools_hash").alias("record_key"))
     return rows.with_columns(
         pl.col("id").first().over("record_key").alias("first_id"),
@@ -99,7 +102,7 @@ def _other_source(ctx: RuleContext, id_column: str) -> pl.Expr | None:
 def _summary(rows: pl.DataFrame) -> dict:
     groups = rows.filter(pl.col("copies") > 1).group_by("record_key").agg(pl.len(), pl.col("line").first())
     largest = groups.sort(["len", "line"], descending=[True, False]).head(1)
-    prompts = rows.filter(pl.col("asked")).group_by("prompt_key").agg(pl.col("record_key").n_unique().alias("answers"))
+    prompts = rows.filter(pl.col("asked")).group_by("prompt_key").agg(pl.col("answer_hash").n_unique().alias("answers"))
     sizes = groups.group_by("len").len("groups").sort("len")
     return {
         "duplicate_groups": groups.height,
