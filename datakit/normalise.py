@@ -25,6 +25,7 @@ from schemas.records import (
     ShareGPTRecord,
 )
 
+TOO_LARGE_PREFIX = 4096  # characters of a record too large to read that its row keeps (the file holds the rest)
 FIX_HINT = "Fix or remove it by hand, or run `datakit fix` to move it to the rejected file with this reason."
 
 
@@ -149,6 +150,11 @@ def normalise(records: Sequence[RawRecord], path: str, label_field: str | None =
         base = {"id": rid, "source": path, "line": rec.line, "raw": rec.text, "valid": False, "format": "invalid",
                 "label": None}
         rows.append(base)
+        if rec.error is not None and rec.rule != "format.invalid_json":  # too large: the frame keeps a prefix only
+            base["raw"] = rec.text[:TOO_LARGE_PREFIX]
+            flag(rec, rid, rec.rule, None, f"line {rec.line}: {rec.error}. The record is not audited or trained on. "
+                 f"{FIX_HINT}")
+            continue
         if rec.error is not None:
             flag(rec, rid, "format.invalid_json", None, f"line {rec.line} is not valid JSON: {rec.error}. "
                  f"The record cannot be read, so it is not audited or trained on. {FIX_HINT}")

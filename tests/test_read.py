@@ -113,7 +113,8 @@ def test_broken_element_in_json_array_keeps_the_rest(tmp_path):
     assert ds.frame["line"].to_list() == [1, 2, 3]
 
 
-def test_huge_line_is_read(tmp_path):
+def test_huge_line_is_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATAKIT_MAX_RECORD_CHARS", str(64 << 20))  # over the default limit, which would reject it
     p = tmp_path / "big.jsonl"
     big = "x" * (50 * 1024 * 1024)
     p.write_text(json.dumps({"instruction": "q", "output": big}) + "\n" + json.dumps({"instruction": "q2", "output": "a"}) + "\n")
@@ -206,3 +207,17 @@ def test_gzip_limit_is_a_ratio_of_the_file_with_a_floor(monkeypatch):
     monkeypatch.setenv("DATAKIT_MAX_GUNZIP_BYTES", "lots")
     with pytest.raises(InputError, match="expected a whole number of bytes"):
         gunzip_limit(1000)
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "array"])
+def test_record_over_the_size_limit_is_one_failed_record_never_parsed(tmp_path, monkeypatch, layout):
+    monkeypatch.setenv("DATAKIT_MAX_RECORD_CHARS", "1000")
+    big = json.dumps({"instruction": "q", "output": "loop " * 400})
+    p = tmp_path / f"d.{layout}"
+    p.write_text(f"{GOOD_LINE}\n{big}\n{GOOD_LINE}\n" if layout == "jsonl" else f"[{GOOD_LINE},\n{big},\n{GOOD_LINE}]")
+    records = read_raw(p).records
+    assert [r.rule for r in records] == ["format.invalid_json", "format.record_too_large", "format.invalid_json"]
+    assert records[1].text == big and records[1].obj is None and "over the limit of 1,000" in records[1].error
+    ds = load(p)
+    assert ds.frame["valid"].to_list() == [True, False, True]
+    assert ds.read_findings["rule"].to_list() == ["format.record_too_large"]

@@ -133,7 +133,8 @@ def test_invalid_bytes_at_a_chunk_end_are_replaced_as_a_whole_file_decode_would(
             assert read_stream(p, chunk_size=chunk_size) == whole, (case, chunk_size)
 
 
-def test_a_50_mb_line_spanning_many_chunks(tmp_path):
+def test_a_50_mb_line_spanning_many_chunks(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATAKIT_MAX_RECORD_CHARS", str(64 << 20))  # over the default limit, which would reject it
     p = tmp_path / "big.jsonl"
     big = "中" * (25 * 2**20)  # 75 MB of UTF-8 on one line
     p.write_text(json.dumps({"output": big}, ensure_ascii=False) + '\n{"n": 2}\n', encoding="utf-8")

@@ -21,6 +21,7 @@ class FormatRules(Rule):
     needs: ClassVar[tuple[str, ...]] = ()
     codes: ClassVar[tuple[RuleCode, ...]] = (
         RuleCode("format.invalid_json", E, "A line that is not JSON cannot be read by any trainer; one bad line often aborts a whole run.", fix="drop"),
+        RuleCode("format.record_too_large", E, "A record of millions of characters is no training example (a scraper loop, files run together) and would take ~100x its size in memory to audit.", "DATAKIT_MAX_RECORD_CHARS = 8388608", fix="drop"),
         RuleCode("format.not_an_object", E, "A record must be a JSON object with fields; a bare string or number has no instruction or answer.", fix="drop"),
         RuleCode("format.unknown_format", E, "Fields that match no known format are silently skipped or mis-read by trainers.", fix="drop"),
         RuleCode("format.schema", E, "A missing or wrong-typed field (e.g. output as a list) breaks templating or trains on garbage.", fix="drop"),

@@ -41,6 +41,8 @@ GUNZIP_LIMIT_ENV = "DATAKIT_MAX_GUNZIP_BYTES"  # a number of bytes that replaces
 CHUNK_SIZE = 4 * 2**20  # bytes read from disk (and out of gzip) at a time
 BATCH_BYTES = 64 * 2**20  # default record text per batch
 BATCH_RECORDS = 100_000  # default records per batch
+RECORD_LIMIT = 8 * 2**20  # characters of one record: a longer one is a failed record, never parsed (its memory would be ~100x)
+RECORD_LIMIT_ENV = "DATAKIT_MAX_RECORD_CHARS"  # a number of characters that replaces it
 ONE_OBJECT_MAX_CHARS = 64 * 2**20  # a JSONL file whose every line fails is tried as one pretty-printed object up to this size
 PARQUET_ROWS = 10_000  # rows decoded from Parquet at a time
 # How far past the position it reports the JSON scanner may have looked (a number, a literal, a \uXXXX pair):
@@ -71,6 +73,7 @@ class RawRecord:
     text: str  # the record as it appeared (JSONL line) or re-serialised (array / Parquet element)
     obj: Any = None
     error: str | None = None  # why it could not be parsed as JSON
+    rule: str = "format.invalid_json"  # the finding its error is: format.invalid_json or format.record_too_large
 
 
 @dataclass
@@ -247,9 +250,10 @@ class RawStream:
 
     def _parquet_rows(self, file: str) -> Iterator[list[RawRecord]]:
         """Rows as dicts, as today's polars reader gave them; a plain file is hashed along with the rows read."""
-        index = 0
+        index, limit = 0, record_limit()
         for rows, fraction_read in _parquet_batches(self.path, file):
-            yield [RawRecord(index + i, CANONICAL_ROW.encode(row), row) for i, row in enumerate(rows, 1)]
+            records = [RawRecord(index + i, CANONICAL_ROW.encode(row), row) for i, row in enumerate(rows, 1)]
+            yield [_too_large(r.line, r.text, limit) if len(r.text) > limit else r for r in records]
             index += len(rows)
             if not self.gzip:
                 self._disk.read_until(int(self.size * fraction_read))
@@ -626,7 +630,27 @@ def _line_groups(pieces: Iterable[str]) -> Iterator[tuple[list[str], bool]]:
     yield ["".join(partial)], False
 
 
-def _line_record(no: int, line: str, ended: bool) -> RawRecord:
+def record_limit() -> int:
+    """The most characters one record may have (RECORD_LIMIT, or the environment's DATAKIT_MAX_RECORD_CHARS)."""
+    if (given := os.environ.get(RECORD_LIMIT_ENV)) is None:
+        return RECORD_LIMIT
+    try:
+        return int(given)
+    except ValueError:
+        raise InputError(f"{RECORD_LIMIT_ENV}={given!r}: expected a whole number of characters, e.g. 50000000.") from None
+
+
+def _too_large(no: int, text: str, limit: int, where: str = "") -> RawRecord:
+    """A record longer than the limit, as a failed record that keeps its text (for the rejected file) unparsed."""
+    return RawRecord(no, text, None, f"record of {len(text):,} characters{where}, over the limit of {limit:,} for one "
+                     "record: no training example is that long (a scraper stuck in a loop, or several files run "
+                     f"together?) and parsing it would take ~100x its size in memory. Split it, drop it, or raise the "
+                     f"limit: {RECORD_LIMIT_ENV}=<characters>", "format.record_too_large")
+
+
+def _line_record(no: int, line: str, ended: bool, limit: int) -> RawRecord:
+    if len(line) > limit:
+        return _too_large(no, line, limit)
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
@@ -671,6 +695,7 @@ class _JsonLines:
 
     def __init__(self, path: str, pieces: Iterable[str], first_char: str, first_line: int = 1):
         self._path = path
+        self._limit = record_limit()
         self._pieces = pieces
         self._first_line = first_line
         self._maybe_scalar = first_char != "{"
@@ -705,7 +730,7 @@ class _JsonLines:
             for line in lines:
                 no += 1
                 if line.strip():
-                    group.append(_line_record(no, line, ended))
+                    group.append(_line_record(no, line, ended, self._limit))
                 else:
                     self._note_blank(no, line, ended)
             yield group
@@ -785,6 +810,7 @@ class _JsonArray:
 
     def __init__(self, path: str, pieces: Iterator[str], text: _Text):
         self._path = path
+        self._limit = record_limit()
         self._pieces = pieces
         self._text = text
         self._window = ""
@@ -882,7 +908,7 @@ class _JsonArray:
                 value, end = decode(window, pos)
             except (ValueError, RecursionError):  # ValueError: JSONDecodeError or an integer past the digit limit
                 break
-            if end > inside or SURROGATE.search(text := encode(value)):
+            if end > inside or end - pos > self._limit or SURROGATE.search(text := encode(value)):
                 break
             count += 1
             group.append(RawRecord(count, text, value))
@@ -911,6 +937,9 @@ class _JsonArray:
             if self._may_be_cut(end):
                 pos = self._refill(pos, len(self._window) - pos)
                 continue
+            if end - pos > self._limit:
+                line, column = self._where(pos)
+                return _too_large(self._count, self._window[pos:end], self._limit, f" (file line {line}, column {column})"), end
             text = CANONICAL.encode(value)
             if SURROGATE.search(text):
                 return self._unstorable(pos, end)
