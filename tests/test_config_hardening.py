@@ -238,3 +238,52 @@ def test_an_option_out_of_range_is_one_clear_line(tmp_path, args, expected):
     proc = run_cli(command, EXAMPLES / "identity.json", *options, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- trainkit: options in a config file, flags, the audit gate's config --------------------------------------------
+
+def train_cli(tmp_path, *args):
+    """`trainkit train` on three records with a model folder that is never reached: options are checked first."""
+    return run_cli("train", three_records(tmp_path), "--model", tmp_path / "no-model", "--output", tmp_path / "run", *args,
+                   tool="trainkit", timeout=HANG_BOUND)
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_a_train_config_with_an_unknown_option_names_the_file_and_the_close_one(tmp_path, kind):
+    config = write_config(tmp_path / "train", {"lerning_rate": 0.1, "max-steps": 5}, kind)
+    proc = train_cli(tmp_path, "--config", config)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{config}: unknown option(s) lerning_rate (did you mean learning_rate?)" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_wrong_train_option_values_name_the_file_the_option_and_what_is_expected(tmp_path, kind):
+    config = write_config(tmp_path / "train", {"max-steps": 0, "lora_r": "big", "learning_rate": -0.1,
+                                               "lora_dropout": 1.5, "method": "lorra"}, kind)
+    proc = train_cli(tmp_path, "--config", config)
+    assert proc.returncode == 2, proc.stderr
+    for problem in (f"{config}: max_steps: expected a number >= 1, got 0",
+                    f"{config}: lora_r: expected a valid integer",
+                    f"{config}: learning_rate: expected a number > 0, got -0.1",
+                    f"{config}: lora_dropout: expected a number < 1, got 1.5",
+                    f"{config}: method: expected 'lora', 'qlora'"):
+        assert problem in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_train_flag_out_of_range_is_named_as_the_flag(tmp_path):
+    config = write_config(tmp_path / "train", {"max_steps": 5}, "yaml")
+    proc = train_cli(tmp_path, "--config", config, "--lr", "0", "--micro-batch", "0")
+    assert proc.returncode == 2, proc.stderr
+    assert "--lr: expected a number > 0, got 0.0" in proc.stderr and "--micro-batch: expected a number >= 1, got 0" in proc.stderr
+    assert str(config) not in proc.stderr
+
+
+def test_the_audit_gate_config_mistake_names_its_file_and_key(tmp_path):
+    audit_config = write_config(tmp_path / "gate", {"length": {"max_tokens": 0}, "leakage": {"internal_patterns": ["(a|a)*$"]}},
+                                "yaml")
+    proc = train_cli(tmp_path, "--audit-config", audit_config)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{audit_config}: invalid configuration: length.max_tokens: expected a number >= 1, got 0" in proc.stderr
+    assert "leakage.internal_patterns[0]: pattern '(a|a)*$'" in proc.stderr and "Traceback" not in proc.stderr

@@ -112,10 +112,7 @@ def train(
     allow_pickle_weights: Annotated[bool, typer.Option("--allow-pickle-weights", help=PICKLE_HELP)] = False,
 ) -> None:
     """Audit DATA, plan, and train an adapter into the run folder (--output)."""
-    from pydantic import ConfigDict, ValidationError, validate_call
-
-    from datakit.config import ConfigError
-    from trainkit.config import configurable, merged_options
+    from trainkit.config import merged_options
     from trainkit.distributed import process_state
     from trainkit.train import train as run
 
@@ -127,16 +124,8 @@ def train(
              "audit_config": audit_config, "allow_findings": allow_findings, "resume": resume, "save_steps": save_steps,
              "keep_checkpoints": keep_checkpoints, "attention": attention, "seed": seed, "gpu_mem_gib": gpu_mem,
              "trust_remote_code": trust_remote_code, "allow_pickle_weights": allow_pickle_weights}
-    options = merged_options(config, flags, configurable(run))
-    missing = [flag for name, flag in (("data", "DATA"), ("model", "--model"), ("output", "--output")) if options.get(name) is None]
-    if missing:
-        raise ConfigError(f"missing {', '.join(missing)}: give it on the command line or in --config.")
-    try:
-        checked = validate_call(run, config=ConfigDict(arbitrary_types_allowed=True))
-        result = checked(**options, console=err)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        raise ConfigError(f"invalid option value(s): {problems}.") from None
+    options = merged_options(config, flags, run)
+    result = run(**options, console=err)
     state = process_state()
     if not state.is_main_process:  # under a launcher the main process tells the user
         raise typer.Exit(130 if result.interrupted else 0)
