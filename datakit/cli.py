@@ -49,7 +49,7 @@ def audit(
     skip: Annotated[list[str] | None, typer.Option(help="Skip these rule families (comma-separated).")] = None,
     against: Annotated[list[str] | None, typer.Option(help="Eval/test file(s) to check contamination against (repeat or comma-separate).")] = None,
     fail_on: Annotated[str | None, typer.Option(help="Exit 1 when a finding reaches: error | warning | never.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config file (an [audit] table or bare keys).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Config file: TOML, YAML or JSON (an [audit] table or bare keys).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal summary; exit status only.")] = False,
     html: Annotated[Path | None, typer.Option(help="Write the HTML report here (default: next to --json with .html, else ./report.html).")] = None,
     no_html: Annotated[bool, typer.Option("--no-html", help="Do not write the HTML report.")] = False,
@@ -166,7 +166,7 @@ def fix(
     pii: Annotated[str | None, typer.Option(help="PII and secrets: redact (default) | reject.")] = None,
     only: Annotated[list[str] | None, typer.Option(help="Apply only these rule families (comma-separated).")] = None,
     skip: Annotated[list[str] | None, typer.Option(help="Skip these rule families (comma-separated).")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config file (an [audit] table or bare keys).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Config file: TOML, YAML or JSON (an [audit] table or bare keys).")] = None,
     engine: Annotated[str, typer.Option(help="local | ray: where the audit pass runs (pip install 'datakit[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --engine ray (e.g. auto).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
@@ -197,7 +197,7 @@ def balance(
     weights: Annotated[Path | None, typer.Option(help="Write per-class loss weights (JSON) here instead of resampling.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same file.")] = 0,
     rejected: Annotated[Path | None, typer.Option(help="Capped records with their reason (default: next to -o, .rejected.jsonl).")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config file (balance.max_imbalance_ratio).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Config file: TOML, YAML or JSON (balance.max_imbalance_ratio).")] = None,
 ) -> None:
     """Rebalance classes by resampling (nothing is lost: capped records keep their reason), or write loss weights."""
     from datakit.balance import balance as balance_file
@@ -218,7 +218,7 @@ def split_command(
     stratify: Annotated[str | None, typer.Option(help="Record field to stratify by (the class label).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same files.")] = 0,
     threshold: Annotated[float | None, typer.Option(help="Near-duplicate Jaccard threshold for grouping (default 0.8).")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config file (an [audit] table or bare keys).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Config file: TOML, YAML or JSON (an [audit] table or bare keys).")] = None,
 ) -> None:
     """Write train / eval (/ test) files; duplicate and near-duplicate groups never straddle splits."""
     from datakit.split import print_summary
