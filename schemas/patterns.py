@@ -28,7 +28,8 @@ class PatternTooSlow(ValueError):
     def __init__(self, key: str, pattern: str, where: str | int = ""):
         super().__init__(key, pattern, where)  # all in args, so the error survives pickling out of a worker process
 
-    def at(self, where: str) -> PatternTooSlow:
+    def at(self, where: str | int) -> PatternTooSlow:
+        """The same error, located (a record's file:line, or its row in the batch until the caller knows the line)."""
         return PatternTooSlow(self.args[0], self.args[1], where)
 
     def __str__(self) -> str:
