@@ -92,6 +92,13 @@ def balance(path: str | Path, by: str, output: str | Path | None = None, *, stra
     result = BalanceResult(source=census.source, by=by, strategy="weights" if weights is not None else strategy,
                            before=before, after=dict(before), unlabelled=len(census.unlabelled),
                            unreadable=census.unreadable)
+    from validators.balance import label_variant_groups, shown  # imported when called, as split does: no import cycle
+
+    for group in label_variant_groups(before):
+        spellings = ", ".join(f"'{shown(label)}'" for label in group)
+        result.notes.append(f"{len(group)} classes are one label spelt {len(group)} ways: {spellings}; each was balanced "
+                            f"as a class of its own. Rewrite them as one label (`datakit audit {path} --label-field {by}` "
+                            "lists the records), then balance again.")
     if weights is not None:
         result.weights = class_weights(before)
         result.weights_path = Path(weights)

@@ -112,6 +112,10 @@ def _row_from(fmt: str, obj: dict) -> tuple[dict, list[tuple[str, str, str]]]:
 
                 text = json.dumps(m.tool_calls, ensure_ascii=False)
             msgs.append({"role": role, "content": text})
+    if fmt in ("sharegpt", "openai") and all(m["role"] == "system" for m in msgs):
+        key = "messages" if isinstance(obj.get("messages"), list) else "conversations"
+        problems.append(("format.schema", key, (f"{fmt} record: '{key}' holds no turns, so there is nothing to train "
+                                                f"on. Add the conversation or drop the record. {FIX_HINT}")))
     system = "\n".join(m["content"] for m in msgs if m["role"] == "system")
     prompt = "\n".join(m["content"] for m in msgs if m["role"] in ("system", "user", "tool"))
     response = "\n".join(m["content"] for m in msgs if m["role"] == "assistant")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Iterable
 from typing import ClassVar
 
 import polars as pl
@@ -22,14 +23,18 @@ from validators.diversity import opening, prompts
 W = Severity.warning
 INVISIBLE_CHARS = "\u200b\u200c\u200d\u2060\ufeff"  # zero-width characters: invisible, yet part of the label
 INVISIBLE = f"[{INVISIBLE_CHARS}]"
+# Cyrillic and Greek letters drawn like Latin ones (a subset of Unicode TR39's confusables): 'positіve' with a
+# Cyrillic і reads as 'positive' but is another class to a trainer.
+LOOKALIKE_FROM = "аеорсухіјѕԁһԛԝАВЕКМНОРСТХІЈЅΑΒΕΖΗΙΚΜΝΟΡΤΥΧο"
+LOOKALIKE_TO = "aeopcyxijsdhqwABEKMHOPCTXIJSABEZHIKMNOPTYXo"
 TOP_OPENINGS = 15  # openings listed in the summary when there is no label field
 
 
 def canonical(label: pl.Expr) -> pl.Expr:
     """How a label reads: Unicode NFKC (a non-breaking space becomes a space), invisible characters dropped,
-    whitespace runs as one space, trimmed."""
-    return (label.str.normalize("NFKC").str.replace_all(INVISIBLE, "").str.replace_all(r"\s+", " ")
-            .str.strip_chars())
+    look-alike Cyrillic and Greek letters as the Latin ones, whitespace runs as one space, trimmed."""
+    return (label.str.normalize("NFKC").str.replace_all(INVISIBLE, "")
+            .str.replace_many(list(LOOKALIKE_FROM), list(LOOKALIKE_TO)).str.replace_all(r"\s+", " ").str.strip_chars())
 
 
 def shown(label: str) -> str:
@@ -46,6 +51,10 @@ def _difference(label: str, target: str) -> str:
         what.append(f"a {' and a '.join(spaces)} where a space belongs")
     if any(c in INVISIBLE_CHARS for c in label):
         what.append("invisible characters")
+    if lookalikes := sorted({c for c in label if c in LOOKALIKE_FROM}):
+        what.append("look-alike letters from another script (" + ", ".join(
+            f"{c} {unicodedata.name(c).lower()}" for c in lookalikes) + ")")
+        label = label.translate(str.maketrans(LOOKALIKE_FROM, LOOKALIKE_TO))
     if label != label.strip() or "  " in label:
         what.append("extra spaces")
     text = " ".join("".join(c for c in label if c not in INVISIBLE_CHARS).split())
@@ -63,8 +72,8 @@ class BalanceRules(Rule):
         RuleCode("balance.imbalanced", W, "A skewed class distribution (80/15/5) teaches the model to favour the large "
                  "classes; aim for roughly even shares.", "max_imbalance_ratio = 3 (largest/smallest)"),
         RuleCode("balance.class_too_small", W, "A class with fewer than 10-100 examples is barely learnt.", "min_per_class = 10"),
-        RuleCode("balance.label_variant", W, "Labels that differ only by spaces, case or Unicode form ('closed\\u00a0qa' vs "
-                 "'closed qa') split one class in two and slip past filters."),
+        RuleCode("balance.label_variant", W, "Labels that differ only by spaces, case, Unicode form or look-alike letters "
+                 "('closed\\u00a0qa' vs 'closed qa', a Cyrillic і in 'positіve') split one class in two and slip past filters."),
         RuleCode("balance.missing_label", W, "A record without the label field belongs to no class: it is left out of "
                  "balancing and per-class evaluation."),
     )
@@ -167,6 +176,13 @@ class BalanceRules(Rule):
                            f"{bal.min_per_class} (10-100 recommended): the model will barely learn it. Add examples, or "
                            "merge it into a related class."})
         return found
+
+
+def label_variant_groups(labels: Iterable[str]) -> list[list[str]]:
+    """Labels that are one class spelt several ways (the same canonical, case-folded form), in groups of two or more."""
+    frame = pl.DataFrame({"label": list(labels)}, schema={"label": pl.String})
+    keyed = frame.with_columns(canonical(pl.col("label")).str.to_lowercase().alias("key"))
+    return [g for g in keyed.group_by("key", maintain_order=True).agg("label")["label"].to_list() if len(g) > 1]
 
 
 def _has_label() -> pl.Expr:
