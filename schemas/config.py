@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from schemas.patterns import check_pattern
 
@@ -165,6 +165,23 @@ class CorrespondenceConfig(_Section):
     shifted_share: float = Field(
         0.2, gt=0, le=1, description="correspondence.columns_shifted: share of answers flagged (or of answers no closer to "
         "their own prompt than to others) above which the columns look shifted or shuffled.")
+    score_model: str | None = Field(
+        None, description="correspondence.high_ifd: a local causal LM folder (--score-model) that scores every answer's "
+        "perplexity given its instruction and its IFD = loss(answer | instruction) / loss(answer) (Li et al., NAACL 2024); "
+        "GPU when there is one, else CPU. Needs the train extra.")
+    max_ifd: float = Field(
+        1.0, gt=0, description="correspondence.high_ifd: IFD at or above which the instruction does not help predict the "
+        "answer (1: no help at all).")
+
+    @field_validator("score_model")
+    @classmethod
+    def _model_folder(cls, value: str | None) -> str | None:
+        from pathlib import Path
+
+        if value is not None and not (Path(value) / "config.json").is_file():
+            raise ValueError(f"{value} is not a model folder (no config.json in it); give a local causal LM saved with "
+                             "save_pretrained")
+        return value
 
 
 class LeakageConfig(_Section):
