@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from datakit.config import ConfigError, explain, read_settings
 
 # what a model folder may run or unpickle is asked on the command line each time, never taken from a shared YAML file
-NOT_CONFIGURABLE = {"console", "callbacks", "progress", "trust_remote_code", "allow_pickle_weights"}
+FLAG_ONLY = {"trust_remote_code": "--trust-remote-code", "allow_pickle_weights": "--allow-pickle-weights"}
+NOT_CONFIGURABLE = {"console", "callbacks", "progress", *FLAG_ONLY}
 NOT_OPTIONS = {"console", "callbacks", "progress"}  # arguments of train() that no user gives
 
 # What each option may be, beyond its type in train()'s signature: a wrong value fails here, naming its source, rather
@@ -38,6 +39,9 @@ def configurable(func) -> list[str]:
 def load_yaml(path: str | Path, allowed: list[str]) -> dict[str, Any]:
     """The options in a config file (YAML, or JSON / TOML by suffix), keys with dashes read as underscores."""
     out = {k.replace("-", "_"): v for k, v in read_settings(path).items()}
+    if trusts := [FLAG_ONLY[k] for k in sorted(out) if k in FLAG_ONLY]:
+        raise ConfigError(f"{path}: {', '.join(trusts)}: what a model folder may run or unpickle is given only on the "
+                          "command line, never in a config file; remove it from the file and pass the flag if you mean it.")
     unknown = sorted(set(out) - set(allowed))
     if unknown:
         close = {k: difflib.get_close_matches(k, allowed, n=1) for k in unknown}
