@@ -83,7 +83,9 @@ class Audit:
             if config.leakage.against and any(r.family == "leakage" for r in rules):
                 with stages.step("reading eval sets"):
                     self.against = [load(p) for p in config.leakage.against]
-            plan = Plan.of(rules, self.extra_measures)
+            scoring = ("model_scores",) if config.correspondence.score_model and any(
+                r.family == "correspondence" for r in rules) else ()
+            plan = Plan.of(rules, self.extra_measures + scoring)
             ctx = RuleContext(config=config, against=self.against, path=path,
                               measured=measurement_facts(plan, config, self.against))
             if self.engine == "ray":

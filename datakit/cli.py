@@ -61,6 +61,7 @@ def audit(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --engine ray (e.g. auto); default: a local cluster.")] = None,
     batch_records: Annotated[int, typer.Option(min=1, help="Records per batch: memory use grows with it.")] = 10_000,
     inline_findings: Annotated[int, typer.Option(min=0, help="Findings listed inline in the JSON report at most; beyond, they go to <report>.findings.parquet beside it.")] = 100_000,
+    score_model: Annotated[Path | None, typer.Option(help="Local causal LM folder: score each answer's perplexity and IFD (correspondence; GPU if any, else CPU).")] = None,
 ) -> None:
     """Audit a dataset against the data-quality rules; print a summary, write the HTML report and optionally JSON/Markdown."""
     from datakit.audit import GX_MEASURES, Audit
@@ -69,7 +70,7 @@ def audit(
 
     cfg = build_config(config, label_field=label_field, max_tokens=max_tokens,
                        tokenizer=str(tokenizer) if tokenizer else None, only=_split(only), skip=_split(skip),
-                       against=_split(against), fail_on=fail_on)
+                       against=_split(against), fail_on=fail_on, score_model=str(score_model) if score_model else None)
     if engine not in ("local", "ray"):
         raise ValueError(f"--engine {engine}: expected local or ray.")
     html_out = None if no_html else html or (json_out.with_suffix(".html") if json_out else Path("report.html"))

@@ -25,6 +25,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "against": ("leakage", "against"),
     "threshold": ("near_duplicate", "threshold"),
     "task_type": ("volume", "task_type"),
+    "score_model": ("correspondence", "score_model"),
 }
 
 

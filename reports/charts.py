@@ -64,7 +64,8 @@ class Chart:
 def report_charts(report: AuditReport) -> list[Chart]:
     """Every chart of the report, in page order."""
     return [_token_chart(report), _labels_chart(report), _languages_chart(report), _leading_chart(report),
-            _clusters_chart(report), _correspondence_chart(report)]
+            _clusters_chart(report), _correspondence_chart(report),
+            _ifd_chart(report)]
 
 
 def summary_of(report: AuditReport, family: str) -> dict | None:
@@ -286,3 +287,13 @@ def _correspondence_chart(report: AuditReport) -> Chart:
         reason = "not run: the correspondence family did not run." if summary is None else "too few answers to compare."
         return Chart("correspondence", title, caption, missing=reason)
     return _bars("correspondence", title, caption, list(hist.items()), "answers", ACCENT_2, total=sum(hist.values()))
+
+
+def _ifd_chart(report: AuditReport) -> Chart:
+    title = "Instruction-following difficulty (IFD)"
+    caption = ("Answers by IFD = loss(answer | instruction) / loss(answer) from --score-model; at 1 and above the "
+               "instruction does not help predict the answer (correspondence.high_ifd).")
+    hist = (summary_of(report, "correspondence") or {}).get("ifd_histogram")
+    if not hist:
+        return Chart("ifd", title, caption, missing="not run: audit with --score-model DIR to score answers with a local model.")
+    return _bars("ifd", title, caption, list(hist.items()), "answers", ACCENT, total=sum(hist.values()))

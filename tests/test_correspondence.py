@@ -122,3 +122,39 @@ def test_batches_and_chunks_do_not_change_the_findings(tmp_path, monkeypatch):
     assert rows(13) == whole
     monkeypatch.setattr("validators.correspondence.CHUNK", 7)  # answers compared 7 at a time at the end
     assert rows(10_000) == whole
+
+
+def test_score_model_gives_each_answer_perplexity_and_ifd(tmp_path, tiny_model):
+    """IFD = loss(answer | instruction) / loss(answer), checked against transformers' own loss on the same tokens."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainkit.tokenize import tokenize_frame
+
+    records = alpaca("alpaca_en_sample.json")[:12]
+    path = write(tmp_path, records)
+    proc, report = audit_json(tmp_path, str(path), "--only", "correspondence", "--score-model", str(tiny_model), "--no-html")
+    assert proc.returncode == 0, proc.stderr
+    summary = next(f["summary"] for f in report["families"] if f["family"] == "correspondence")
+    scores = summary["scores"]
+    assert scores["line"] == list(range(1, 13)) and summary["scored_answers"] == 12
+    high = [line for line, ifd in zip(scores["line"], scores["ifd"]) if ifd >= 1]
+    assert sorted(f["line"] for f in report["findings"] if f["rule"] == "correspondence.high_ifd") == high
+    assert sum(summary["ifd_histogram"].values()) == 12
+
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny_model), AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    example = tokenize_frame(load(path).frame.head(1), tokenizer).examples[0]
+    alone = tokenizer(records[0]["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    with torch.no_grad():
+        given = model(input_ids=torch.tensor([example.input_ids]), labels=torch.tensor([example.labels])).loss.item()
+        plain = model(input_ids=torch.tensor([alone]), labels=torch.tensor([alone])).loss.item()
+    assert scores["ifd"][0] == pytest.approx(given / plain, abs=1e-3)
+    assert scores["perplexity"][0] == pytest.approx(math.exp(given), rel=1e-3)
+
+
+def test_score_model_must_be_a_model_folder(tmp_path):
+    proc, _ = audit_json(tmp_path, str(EXAMPLES / "alpaca_en_sample.json"), "--score-model", str(tmp_path / "nothing"))
+    assert proc.returncode == 2
+    assert "is not a model folder" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr

@@ -58,19 +58,26 @@ class CorrespondenceRules(Rule):
         RuleCode("correspondence.columns_shifted", W, "When many answers fit other instructions, or answers are no closer "
                  "to their own instruction than to random ones, the columns were shifted or shuffled: the whole set teaches "
                  "wrong answers.", "shifted_share = 0.2"),
+        RuleCode("correspondence.high_ifd", W, "With --score-model: an answer the instruction does not help a language model "
+                 "predict (IFD >= 1) teaches little about following instructions, or belongs to another one.",
+                 "max_ifd = 1.0, only with --score-model"),
     )
 
     def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
-        """Per valid record with a prompt and an answer: the hashed term ids of each."""
+        """Per valid record with a prompt and an answer: the hashed term ids of each (and the model's scores)."""
+        scores = [c for c in ("perplexity", "ifd") if c in batch.frame.columns]  # with --score-model
         rows = batch.valid.select("id", "line", terms(pl.col("prompt"), PROMPT_TERMS).alias("p"),
-                                  terms(pl.col("response"), ANSWER_TERMS).alias("r"))
+                                  terms(pl.col("response"), ANSWER_TERMS).alias("r"), *scores)
         return rows.filter((pl.col("p").list.len() > 0) & (pl.col("r").list.len() > 0))
 
     def finish(self, state: pl.LazyFrame | None, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
         cfg = ctx.config.correspondence
         n = state.select(pl.len()).collect(engine="streaming").item() if state is not None else 0
+        model_found, model_summary = empty_findings(), {}
+        if state is not None and "ifd" in state.collect_schema().names():
+            model_found, model_summary = self._model_scores(state, ctx)
         if n < MIN_ANSWERS:
-            return empty_findings(), {"answers_compared": n, "note": f"fewer than {MIN_ANSWERS} answers: not judged"}
+            return model_found, {"answers_compared": n, "note": f"fewer than {MIN_ANSWERS} answers: not judged"} | model_summary
         idf = _idf(state, n)
         step = max(1, math.ceil(n / cfg.sample_prompts))
         sample = (state.with_row_index("row").filter(pl.col("row") % step == 0).select("row", "line", "p")
@@ -102,6 +109,7 @@ class CorrespondenceRules(Rule):
                            f"better than their own, and answers cover {own_mean:.0%} of their own prompt's words against "
                            f"{base_mean:.0%} of a random prompt's (aligned data: about 45% against 2%). Check how instruction "
                            "and output were joined (an off-by-one, one column sorted) before training on this file."}]))
+        found.append(model_found)
         counts = np.histogram(scored["own"].to_numpy(), bins=BINS)[0]
         summary = {
             "answers_compared": n,
@@ -112,7 +120,33 @@ class CorrespondenceRules(Rule):
             "mean_other_relevance": round(base_mean, 4),
             "own_relevance_histogram": {f"{lo:.1f}-{hi:.1f}": int(c) for lo, hi, c in zip(BINS, BINS[1:], counts)},
         }
-        return concat_findings(found), summary
+        return concat_findings(found), summary | model_summary
+
+    def _model_scores(self, state: pl.LazyFrame, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
+        """--score-model: records with IFD at or above the limit, and the per-record scores with their histograms."""
+        cfg = ctx.config.correspondence
+        rows = state.select("id", "line", "perplexity", "ifd").collect(engine="streaming")
+        high = rows.filter(pl.col("ifd") >= cfg.max_ifd).with_columns(ctx.source_of().alias("source"))
+        found = flag(high, code_info(self, "correspondence.high_ifd"),
+                     message("the instruction does not help the model predict this answer (IFD {} >= {}: the answer's loss "
+                             "with the instruction over its loss alone): it teaches little about following instructions, "
+                             "or answers another one. Check it belongs to its instruction; `datakit fix --keep-top-ifd` "
+                             "keeps the most instructive records below 1.", pl.col("ifd").round(3), pl.lit(cfg.max_ifd)),
+                     field="response", detail=pl.format("perplexity {}, IFD {}", pl.col("perplexity").round(1),
+                                                        pl.col("ifd").round(3)))
+        ifd = rows["ifd"].drop_nulls().to_numpy()
+        ppl = rows["perplexity"].drop_nulls().to_numpy()
+        ifd_bins = [0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1, 1.5, max(1.5, float(ifd.max()) if len(ifd) else 1.5) + 1e-9]
+        ppl_bins = [1, 2, 5, 10, 20, 50, 100, 1000, max(1000.0, float(ppl.max()) if len(ppl) else 1000) + 1e-9]
+        hist = lambda values, bins: {f"{lo:g}-{hi:.4g}": int(c) for lo, hi, c in zip(bins, bins[1:], np.histogram(values, bins)[0])}
+        return found, {
+            "scored_answers": len(ifd),
+            "high_ifd_answers": high.height,
+            "ifd_histogram": hist(ifd, ifd_bins),
+            "perplexity_histogram": hist(ppl, ppl_bins),
+            "scores": {"line": rows["line"].to_list(), "perplexity": [round(v, 3) if v is not None else None for v in rows["perplexity"]],
+                       "ifd": rows["ifd"].to_list()},
+        }
 
 
 def _misaligned(scored: pl.DataFrame) -> pl.Expr:

@@ -15,6 +15,7 @@ from datakit.measure.contamination import EvalIndex, add_contamination
 from datakit.measure.copying import add_answer_copy
 from datakit.measure.language import add_languages
 from datakit.measure.minhash import add_minhash
+from datakit.measure.model_scores import add_model_scores
 from datakit.measure.normal import add_normalised_hashes
 from datakit.measure.patterns import add_internal_references
 from datakit.measure.tokens import add_token_counts
@@ -30,6 +31,7 @@ MEASURES: dict[str, Callable[[Dataset, AuditConfig, EvalIndex | None], None]] = 
     "contamination": add_contamination,
     "answer_copy": add_answer_copy,
     "internal_ref": add_internal_references,
+    "model_scores": lambda ds, config, _: add_model_scores(ds, config),
 }
 REQUIRES = {"near_dup": ("minhash",), "contamination": ("norm_hash", "minhash")}
 
