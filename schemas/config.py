@@ -78,10 +78,17 @@ class DuplicateConfig(_Section):
 class NearDuplicateConfig(_Section):
     threshold: float = Field(0.8, gt=0, le=1, description="near_duplicate.cluster: estimated Jaccard similarity at or above which two records count as near-duplicates.")
     num_perm: int = Field(128, ge=16, description="near_duplicate.cluster: MinHash permutations; more is more precise and slower.")
-    word_ngram: int = Field(5, ge=1, description="near_duplicate.cluster: word shingle size for space-separated text.")
+    shingles: Literal["characters", "words"] = Field(
+        "characters", description="near_duplicate.cluster: what texts are compared on. characters: every text as a "
+        "sequence of characters (spaces dropped), char_ngram at a time, as Data-Juicer's MinHash deduplicator does; an "
+        "English copy with 2 words edited in 60 keeps a Jaccard near 0.95. words (before 2026-12): space-separated text "
+        "as word_ngram-word shingles, CJK text by characters; 2 edits in 60 words drop the Jaccard to about 0.7, so "
+        "such copies were missed at threshold 0.8 (83% of the copies planted in 50K bench records found, against 99%).")
+    word_ngram: int = Field(5, ge=1, description="near_duplicate.cluster: word shingle size for space-separated text "
+                            "(shingles = words).")
     char_ngram: int = Field(
-        5, ge=1, description="near_duplicate.cluster: character shingle size for CJK text, which has no spaces; 5 characters span "
-        "2-3 Chinese words, so a near-copy tolerates about the same edit rate as English word 5-grams.")
+        5, ge=1, description="near_duplicate.cluster: character shingle size (every text with shingles = characters, CJK text "
+        "with words); 5 characters span 2-3 Chinese words or about one English word.")
     seed: int = Field(1, description="near_duplicate.cluster: MinHash permutation seed; 1 is datasketch's default, so signatures equal datasketch.MinHash()'s.")
     scheme: Literal["affine32", "legacy"] = Field(
         "affine32", description="near_duplicate.cluster: datasketch's permutation scheme: affine32 (its default since 2.0: unbiased, faster) "

@@ -49,7 +49,7 @@ def reference_shingles(text: str, cfg: NearDuplicateConfig) -> list[str]:
     text = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).lower()).strip()
     words = WORD.findall(text)
     cjk = len(re.findall(f"[{CJK}]", text))
-    if cjk and 2 * cjk >= len(words):
+    if cfg.shingles == "characters" or cjk and 2 * cjk >= len(words):
         units, n, sep = list(text.replace(" ", "")), cfg.char_ngram, ""
     else:
         units, n, sep = words, cfg.word_ngram, " "
@@ -81,9 +81,9 @@ def sim(a: str, b: str, cfg: NearDuplicateConfig | None = None) -> float:
     return float(np.mean(s[0] == s[1]))
 
 
-@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
-def test_signatures_equal_datasketch_minhash_hashvalues(scheme):
-    cfg = NearDuplicateConfig(scheme=scheme)
+@pytest.mark.parametrize("scheme,shingles", [("affine32", "characters"), ("legacy", "characters"), ("affine32", "words")])
+def test_signatures_equal_datasketch_minhash_hashvalues(scheme, shingles):
+    cfg = NearDuplicateConfig(scheme=scheme, shingles=shingles)
     texts = sample_texts()
     sigs = mh.signatures(texts, cfg)
     assert sigs.dtype == np.uint64 and sigs.shape == (len(texts), cfg.num_perm)
@@ -91,8 +91,9 @@ def test_signatures_equal_datasketch_minhash_hashvalues(scheme):
         assert np.array_equal(sig, datasketch_minhash(text, cfg).hashvalues.astype(np.uint64)), text[:40]
 
 
-def test_signatures_equal_datasketch_with_other_ngram_sizes_and_seed():
-    cfg = NearDuplicateConfig(word_ngram=3, char_ngram=2, seed=7, num_perm=64)
+@pytest.mark.parametrize("shingles", ["characters", "words"])
+def test_signatures_equal_datasketch_with_other_ngram_sizes_and_seed(shingles):
+    cfg = NearDuplicateConfig(word_ngram=3, char_ngram=2, seed=7, num_perm=64, shingles=shingles)
     texts = sample_texts()
     for text, sig in zip(texts, mh.signatures(texts, cfg)):
         assert np.array_equal(sig, datasketch_minhash(text, cfg).hashvalues.astype(np.uint64)), text[:40]
@@ -119,10 +120,19 @@ def test_signatures_are_deterministic_across_calls():
     assert np.array_equal(mh.signatures(texts, NearDuplicateConfig()), mh.signatures(texts, NearDuplicateConfig()))
 
 
-def test_chinese_is_shingled_by_characters_and_english_by_words():
-    _, cjk = mh.signatures_and_modes([EN, ZH, "使用Python编写一个函数", "Use 中文 in an English sentence here"],
-                                     NearDuplicateConfig())
-    assert cjk.tolist() == [False, True, True, False]
+def test_every_text_is_shingled_by_characters_by_default_and_only_chinese_with_words():
+    texts = [EN, ZH, "使用Python编写一个函数", "Use 中文 in an English sentence here"]
+    assert mh.signatures_and_modes(texts, NearDuplicateConfig())[1].tolist() == [True] * 4
+    assert mh.signatures_and_modes(texts, NearDuplicateConfig(shingles="words"))[1].tolist() == [False, True, True, False]
+
+
+def test_an_english_copy_with_two_words_edited_in_sixty_is_a_near_duplicate():
+    """Word 5-grams lose five shingles per edit (Jaccard ~0.7 here, missed at 0.8); character 5-grams a few per cent."""
+    words = EN.split()[:60]
+    edited = words[:20] + words[21:40] + [words[41], words[40]] + words[42:]  # one word dropped, two swapped
+    one, two = " ".join(words), " ".join(edited)
+    assert sim(one, two) >= 0.85
+    assert sim(one, two, NearDuplicateConfig(shingles="words")) < 0.8
 
 
 def test_english_near_copy_with_a_few_words_changed_is_found_at_default_threshold():
@@ -170,10 +180,12 @@ def test_thousands_of_copies_form_one_cluster_without_pair_explosion():
     assert lsh.candidate_pairs((keys[:, b] for b in range(keys.shape[1])), len(sigs))[0].size <= 3000 * lsh.BUCKET_WINDOW
 
 
-def test_lsh_parameters_are_datasketchs():
+def test_lsh_parameters_are_datasketchs_with_recall_weighted_bands():
     for threshold, num_perm in [*lsh.DEFAULT_LSH_PARAMS, (0.7, 64), (0.9, 256)]:
-        theirs = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        theirs = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=lsh.LSH_WEIGHTS)
         assert lsh.lsh_params(threshold, num_perm) == (theirs.b, theirs.r)
+    bands, rows = lsh.lsh_params(0.8, 128)
+    assert 1 - (1 - 0.8 ** rows) ** bands > 0.9  # a pair right at the threshold is nearly always a candidate
 
 
 def test_near_matches_pairs_query_rows_with_index_rows_only():
@@ -222,7 +234,7 @@ def test_cli_flags_every_member_but_the_kept_record_with_its_line(tmp_path):
     assert summary["clusters"] == 2 and summary["records_in_clusters"] == 5
     assert summary["size_distribution"] == {"2": 1, "3": 1}
     assert summary["largest"][0] == {"size": 3, "kept_line": 3, "lines": [1, 3, 8]}
-    assert summary["shingled_by_characters"] == 3
+    assert summary["shingled_by_characters"] == 7
 
 
 def test_findings_are_identical_across_fresh_runs(tmp_path):

@@ -26,7 +26,7 @@ class NearDuplicateRules(Rule):
         RuleCode("near_duplicate.cluster", Severity.warning,
                  "Near-copies (a few words changed) over-weight one example, waste training steps and leak across "
                  "train/eval splits; exact-match deduplication misses them.",
-                 f"estimated Jaccard >= 0.8 on word 5-grams (CJK: character 5-grams); fix {KEPT_RULE}", fix="drop"),
+                 f"estimated Jaccard >= 0.8 on character 5-grams; fix {KEPT_RULE}", fix="drop"),
     )
 
     def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
