@@ -250,18 +250,20 @@ class SpellingConfig(_Section):
         default_factory=dict, description="spelling.*: more Chinese wrong forms (错别字) and their correction, added to "
         "validators/data/zh_typos.tsv, e.g. {\"一股作气\": \"一鼓作气\"}. Choose forms that are not words themselves.")
     task_words: list[str] = Field(
-        default_factory=lambda: ["spell", "typo", "misspel", "proofread", "grammar", "grammatical", "mistake", "error",
+        default_factory=lambda: ["spell", "typo", "misspel", "proofread", "grammar", "grammatical", "mistake", "errors in",
                                  "correct the", "correct any", "correct this", "correct it", "correct all", "corrected",
-                                 "correction", "fix the", "错别字", "错字", "改错", "纠正", "纠错", "病句", "拼写", "校对", "错误", "修改"],
+                                 "correction", "fix the", "错别字", "错字", "改错", "纠正", "纠错", "病句", "拼写", "校对",
+                                 "语法错误", "找出错误", "修改错误", "改正"],
         description="spelling.*: a record whose prompt holds one of these (case-insensitive, literal) asks to find or fix "
         "mistakes: its misspellings are the subject, not errors, so the record is not checked.")
 
 
 class CompletenessConfig(_Section):
     min_closed_share: float = Field(
-        0.9, gt=0, le=1, description="completeness.no_end_punctuation: judged only when at least this share of the dataset's "
+        0.8, gt=0, le=1, description="completeness.no_end_punctuation: judged only when at least this share of the dataset's "
         "prose answers end with closing punctuation; calibrated on the dataset itself, so code-only, label-only or verse "
-        "datasets are not flagged wholesale. Real sets: 97-100% (Alpaca en/zh, AlpacaEval, BELLE, glaive).")
+        "datasets are not flagged wholesale. Real sets: 96-100% (Alpaca en/zh, AlpacaEval, BELLE, glaive, self-instruct); "
+        "0.8 still judges a set where a fifth of the answers were cut.")
     min_prose_answers: int = Field(
         20, ge=1, description="completeness.no_end_punctuation: prose answers the dataset needs before its usual ending is trusted.")
     dangling_words: list[str] = Field(
@@ -283,8 +285,10 @@ class AccuracyConfig(_Section):
             "I'm not sure", "I am not sure", "I'm not entirely sure", "I'm not 100% sure", "I'm not certain",
             "I am not certain", "I'm not positive", "don't quote me", "take this with a grain of salt", "I'm guessing",
             "my best guess", "I have no idea", "I don't know for sure", "I'm unsure", "IIRC", "AFAIK",
-            "好像是这样", "好像是吧", "应该是吧", "可能是吧", "大概是吧", "也许是吧", "我不太确定", "我也不太确定", "我也不确定", "我不是很确定", "我记得好像", "如果我没记错", "要是我没记错", "我没记错的话", "不敢保证", "我也不是很清楚",
-            "我也不太清楚", "我不太清楚"],
+            "I don't remember exactly", "I can't remember exactly", "I'm not 100% certain", "not entirely certain",
+            "好像是这样", "好像是吧", "应该是吧", "可能是吧", "大概是吧", "也许是吧", "我不太确定", "我也不太确定", "我也不确定",
+            "我不是很确定", "我记得好像", "如果我没记错", "要是我没记错", "我没记错的话", "不敢保证", "我也不是很清楚", "我也不太清楚",
+            "我不太清楚", "我猜", "大概是这样吧", "可能是这样吧", "说不准", "不一定对", "我记不太清", "记不清了"],
         description="accuracy.hedged: phrases of an unsure answer (the documents' \"好像是这样...\"); literal, case-insensitive, "
         "whole words for English. Quoted text, code and the lines of a written dialogue (A: ... B: ...) are not searched. "
         "A bare 我不确定 is not listed: '我不确定我做错了什么' is an apology, not a hedge.")
@@ -305,11 +309,13 @@ class AccuracyConfig(_Section):
         "deferring sentences are taken out, under which the answer defers instead of answering.")
     opinion_prompts: list[str] = Field(
         default_factory=lambda: [
-            "your opinion", "what do you think", "do you think", "in your view", "your view", "your thoughts", "do you believe",
-            "guess", "predict", "probability", "how likely", "likelihood", "chances", "odds", "estimate", "speculate",
-            "你觉得", "你认为", "你怎么看", "看法", "观点", "意见", "猜", "预测", "概率", "可能性", "估计", "几率", "你相信"],
+            "your opinion", "what do you think", "do you think", "in your view", "your thoughts", "do you believe",
+            "guess", "predict", "probability", "how likely", "likelihood",
+            "what are the chances", "what are the odds", "speculate",
+            "你觉得", "你认为", "你怎么看", "你的看法", "你的观点", "你的意见", "猜一猜", "猜猜", "猜测", "预测", "概率",
+            "可能性有多大", "几率", "你相信"],
         description="accuracy.*: a prompt holding one of these asks for an opinion, a guess or a probability: an unsure answer "
-        "is the honest one, so the record is not flagged.")
+        "is the honest one, so the record is not flagged. Kept specific: a bare 看法 or 'estimate' also names a topic.")
 
 
 class PiiConfig(_Section):

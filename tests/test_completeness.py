@@ -90,7 +90,7 @@ def test_missing_end_punctuation_is_flagged_where_the_dataset_normally_has_it(tm
 
 
 def test_a_dataset_whose_answers_rarely_close_is_not_flagged_wholesale(tmp_path):
-    verse = [f"The river runs beneath the hill of stone and the wind goes soft over the quiet morning field {i}"
+    verse = [f"The river {i} runs beneath the hill of stone and the wind goes soft over the quiet morning field"
              for i in range(30)]
     code = [f"```python\nprint({i})\n```" for i in range(30)]
     labels = ["positive", "negative", "neutral"] * 10
@@ -127,11 +127,12 @@ def test_cli_audit_reports_completeness_and_its_calibration(tmp_path):
 
 
 REVIEWED = {  # every finding on the real sets, each looked at: all cut-offs but the three marked (complete, no full stop)
-    "alpaca_en_sample.json": [180], "alpaca_eval_sample.json": [4, 263], "belle_sample.jsonl": [51],
+    "alpaca_en_sample.json": [125, 180], "alpaca_eval_sample.json": [4, 47, 263], "belle_sample.jsonl": [51],
+    "alpaca_zh_sample.json": [44],
     "glaive_toolcall_en_sample.json": [52], "identity.json": [37], "messages_sample.jsonl": [37],  # 37: '...不断进化' no 。
-    "alpaca_eval_outputs.json": [10, 249, 291, 787], "eval_set.json": [201, 519, 680],  # 680: 是…的 sentence without 。
-    "alpaca_en_demo.json": [180, 270, 346, 464, 731, 899], "alpaca_zh_demo.json": [493, 990],
-    "glaive_toolcall_en_demo.json": [52, 244], "glaive_toolcall_zh_demo.json": [237], "v1_sft_demo.jsonl": [37, 230, 320, 396],
+    "alpaca_eval_outputs.json": [10, 139, 249, 291, 787], "eval_set.json": [201, 519, 680],  # 680: 是…的 sentence without 。
+    "alpaca_en_demo.json": [125, 180, 270, 346, 464, 731, 783, 899], "alpaca_zh_demo.json": [44, 493, 632, 807, 990],
+    "glaive_toolcall_en_demo.json": [52, 244], "glaive_toolcall_zh_demo.json": [237], "v1_sft_demo.jsonl": [37, 175, 230, 320, 396],
     "seed_tasks.jsonl": [102],  # 102: 'This is standard Arabic' without a full stop
 }
 

@@ -24,16 +24,17 @@ from validators.masks import CODE, LINK, blank
 W = Severity.warning
 
 FENCE = r"```|(?m:^[ \t]*~~~)"
-LIST_ITEM = r"^[ \t]*(?:[-*+•]|\d{1,3}[.)、]|[a-zA-Z][.)]|[(（]\d{1,3}[)）])(?:[ \t]+|$)"
+LIST_ITEM = r"^[^\S\n]*(?:[-*+•]|\d{1,3}[.)、]|[a-zA-Z][.)]|[(（]\d{1,3}[)）])(?:[^\S\n]+|$)"
+LABEL = r"^[^\n:：]{1,20}[:：][^\S\n]*"  # "Step 2: ", "朋友B：": set aside before the prose test, like a list marker
 # An ending that leaves the sentence open: a letter or CJK character, or a comma, colon, dash or joining sign (polars
 # regex, and the same for Python's re).
 OPEN_END = r"[\p{L},，:：;；、\-–—/&+=(（]$"
 OPEN_END_RE = re.compile(r"(?:[^\W\d_]|[,，:：;；、\-–—/&+=(（])$")
-# Prose: the last line is not a list item, table row, heading, quote, "label: value" line, formula, markup or code, and does
-# not end on a hashtag, a link, an attribution ('" - Albert Einstein') or a sign-off after a comma ('，艾米丽').
-NOT_PROSE = (r"^[ \t]*(?:[-*+•|#>}{]|\d{1,3}[.)、]|[a-zA-Z][.)]\s|[^\n:：]{1,20}[:：]\s*\S)|[{};]\s*$|\s=|=>|</?[A-Za-z]"
-             r"|#\w+$|(?:https?://|www\.)\S+$"
-             r"|\s[—–-]{1,2}\s*\p{Lu}[\p{L}.' ]{1,40}$|[,，]\s*(?:\p{Han}{2,4}|\p{Lu}\p{Ll}+(?: \p{Lu}\p{Ll}+)?)$")
+# Not prose: a table row, heading, quote or code line, a formula or markup, a list or record written on one line
+# ('1. a 2. b 3. c', 'Main: fish, Side: rice'), or a line ending on a hashtag, a link, an attribution ('" - Albert Einstein') or a sign-off ('祝好，艾米丽').
+NOT_PROSE = (r"^[^\S\n]*[|#>}{]|[{};]\s*$|\s=|=>|</?[A-Za-z]|#\w+$|(?:https?://|www\.)\S+$"
+             r"|\s[—–-]{1,2}\s*\p{Lu}[\p{L}.' ]{1,40}$|(?:祝好|祝福|敬礼|此致|谢谢|问候|敬上|爱你的)[,，]\s*\p{Han}{2,4}$|(?:(?:^|\s)\d{1,2}[.)、]\s*\S[^\n]*){3}"
+             r"|(?:\p{L}[^\n:：]{0,20}[:：][^\S\n]+\S[^\n]*){2}")
 PAIRS = {"(": ")", "[": "]", "{": "}", "（": "）", "【": "】", "《": "》", "“": "”", "「": "」", "『": "』"}
 QUOTES = ("“", "「", "『")
 CLOSERS = {v: k for k, v in PAIRS.items()}
@@ -52,25 +53,29 @@ def last_answer() -> pl.Expr:
 
 
 def endings(valid: pl.DataFrame) -> pl.DataFrame:
-    """Per answered record: its last answer and what its ending shows, vectorised: the last line; whether that line is
-    prose long enough to judge punctuation on (a sentence end inside it, or 20 words / 40 CJK characters: shorter
-    lines without one are often titles); whether
-    the answer ends open; and whether a closer look in Python is needed (a fence count, bracket or quote imbalance,
-    a list item or an open ending)."""
+    """Per answered record: its last answer and what its ending shows, vectorised: the last line; whether that line
+    (past a list marker or a "label:") is prose long enough to judge punctuation on (a sentence end inside it or
+    closing the paragraph before it, or 12 words / 25 CJK characters: shorter lines without one are often titles or
+    list entries); whether the answer ends open; and whether a closer look in Python is needed (a fence count, bracket or quote imbalance, a list item or
+    an open ending)."""
     answer = last_answer().fill_null("").str.strip_chars_end()
     rows = valid.filter(pl.col("format") != "prompts").select("id", "source", "line", answer.alias("answer")).filter(
         ~pl.col("answer").str.contains(BLANK))
     last_line = pl.col("answer").str.extract(r"([^\n]*)$", 1)
-    words = last_line.str.count_matches(r"[A-Za-z]+")
-    cjk = last_line.str.count_matches(r"\p{Han}")
-    inner_end = last_line.str.contains(r"[.!?。！？]['\"”’)）]?(?:\s+|[\p{Han}])\S")
+    content = pl.col("last_line").str.replace(LIST_ITEM, "").str.replace(LABEL, "")
+    words = content.str.count_matches(r"[A-Za-z]+")
+    cjk = content.str.count_matches(r"\p{Han}")
+    inner_end = content.str.contains(r"(?:[^\d\s][.!?]|[。！？])['\"”’)）]?(?:\s+|[\p{Han}])\S")  # not "2. " numbering
+    # A new paragraph after one that ended a sentence: the text is punctuated prose, so a short last line counts too.
+    after_sentence = (pl.col("answer").str.contains(r"[.!?。！？]['\"”’)）]?[^\S\n]*\n\s*[^\n]+$")
+                      & ~pl.col("last_line").str.contains(LIST_ITEM))
     in_code = pl.col("answer").str.ends_with("```") | pl.col("answer").str.ends_with("~~~")
-    imbalance = pl.any_horizontal([pl.col("answer").str.count_matches(re.escape(o), literal=False)
-                                   > pl.col("answer").str.count_matches(re.escape(c), literal=False) for o, c in PAIRS.items()]
+    imbalance = pl.any_horizontal([pl.col("answer").str.count_matches(o, literal=True)
+                                   > pl.col("answer").str.count_matches(c, literal=True) for o, c in PAIRS.items()]
                                   + [pl.col("answer").str.count_matches('"', literal=True) % 2 == 1])
+    long_enough = ((inner_end | after_sentence) & ((words >= 3) | (cjk >= 5))) | (words >= 12) | (cjk >= 25)
     return rows.with_columns(last_line.alias("last_line")).with_columns(
-        (~pl.col("last_line").str.contains(NOT_PROSE) & ~in_code & ((inner_end & ((words >= 3) | (cjk >= 5)))
-                                                                    | (words >= 20) | (cjk >= 40))).alias("prose"),
+        (~pl.col("last_line").str.contains(NOT_PROSE) & ~in_code & long_enough).alias("prose"),
         (pl.col("answer").str.contains(OPEN_END) & ~in_code).alias("open"),
         ((pl.col("answer").str.count_matches(FENCE) % 2 == 1) | imbalance | pl.col("last_line").str.contains(LIST_ITEM)
          | pl.col("answer").str.contains(OPEN_END)).alias("suspect"))
@@ -92,7 +97,7 @@ class CompletenessRules(Rule):
                  "was cut off mid-sentence.", "dangling_words"),
         RuleCode("completeness.no_end_punctuation", W, "A prose answer with no closing punctuation where the dataset's "
                  "answers normally have one (calibrated per dataset) probably stops mid-sentence.",
-                 "min_closed_share = 0.9"),
+                 "min_closed_share = 0.8"),
     )
 
     def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
@@ -234,11 +239,11 @@ def _truncated_list(text: str, cfg: CompletenessConfig) -> str | None:
     word = _dangling(content, cfg, min_words=1)
     if word is not None:
         return f"the last list item ends on '{word}', a word no sentence ends with"
-    earlier = []
+    earlier = []  # the items of the same list before it (blank lines between items allowed)
     for ln in reversed(lines[:-1]):
-        if not ln.strip():
+        if ln.strip() and not re.match(LIST_ITEM, ln):
             break
-        if re.match(LIST_ITEM, ln):
+        if ln.strip():
             earlier.append(ln.rstrip())
     if len(earlier) >= 2 and all(ln[-1:] in ".!?。！？;；" for ln in earlier) and OPEN_END_RE.search(content):
         return "every earlier list item ends with punctuation but the last one stops"

@@ -22,5 +22,8 @@ def blank(text: str, *patterns: re.Pattern) -> str:
 
 
 def prose(text: str) -> str:
-    """Only the writer's own words left: code, links and quoted text blanked."""
-    return blank(text, CODE, LINK, QUOTED)
+    """Only the writer's own words left: code, links and quoted text blanked. A quotation that is the whole text
+    (a generated slogan or sentence, given in quotes) is the writer's own and stays."""
+    text = blank(text, CODE, LINK)
+    whole = QUOTED.fullmatch(text.strip())
+    return text if whole else blank(text, QUOTED)

@@ -47,19 +47,23 @@ class Hit:
     start: int
     end: int
     word: str
-    fixes: tuple[str, ...]  # one: the dictionary's correction, applied by `datakit fix`; several: left to a person
-
-    @property
-    def fixable(self) -> bool:
-        return len(self.fixes) == 1
+    fixes: tuple[str, ...]
+    fixable: bool  # one correction the list applies on its own (`datakit fix` does); else a person chooses
 
     def shown(self) -> str:
         return f"{self.word} -> {' / '.join(self.fixes)}"
 
 
 @dataclass(frozen=True)
+class Entry:
+    fixes: tuple[str, ...]
+    fixable: bool
+    name: bool  # written capitalised in the list (Britian -> Britain): checked even mid-sentence
+
+
+@dataclass(frozen=True)
 class Lexicon:
-    en: dict[str, tuple[tuple[str, ...], bool]]  # lower-case misspelling -> (corrections, written capitalised: a name)
+    en: dict[str, Entry]  # by lower-case misspelling
     zh: dict[str, str]
     ignored: frozenset[str]
     task_words: tuple[str, ...]  # lower-case; a prompt holding one asks to find or fix mistakes
@@ -75,7 +79,7 @@ class Lexicon:
         for wrong, right in self.zh.items():
             start = masked.find(wrong)
             while start >= 0:
-                found.append(Hit(start, start + len(wrong), wrong, (right,)))
+                found.append(Hit(start, start + len(wrong), wrong, (right,), True))
                 start = masked.find(wrong, start + len(wrong))
         return sorted(found, key=lambda h: h.start)
 
@@ -85,12 +89,11 @@ class Lexicon:
         entry = self.en.get(key)
         if entry is None or key in self.ignored:
             return None
-        fixes, name = entry
-        if word[1:] != word[1:].lower() and not (name and word[1:].islower()):
+        if word[1:] != word[1:].lower() and not (entry.name and word[1:].islower()):
             return None  # camelCase, or an acronym (a shouted misspelling is rare; an acronym on the list is not)
-        if word[0].isupper() and not name and not SENTENCE_START.search(masked[: m.start()]):
+        if word[0].isupper() and not entry.name and not SENTENCE_START.search(masked[: m.start()]):
             return None  # capitalised mid-sentence: a name
-        return Hit(m.start(), m.end(), word, tuple(_cased(f, word) for f in fixes))
+        return Hit(m.start(), m.end(), word, tuple(_cased(f, word) for f in entry.fixes), entry.fixable)
 
 
 def _cased(fix: str, word: str) -> str:
@@ -98,10 +101,10 @@ def _cased(fix: str, word: str) -> str:
 
 
 @cache
-def codespell_entries() -> dict[str, tuple[tuple[str, ...], bool]]:
-    """codespell's dictionary: misspelling -> (corrections, capitalised). Per its format, a line with a comma is not
-    auto-fixed: the part before its last comma lists the candidates (after it, an optional reason)."""
-    out: dict[str, tuple[tuple[str, ...], bool]] = {}
+def codespell_entries() -> dict[str, Entry]:
+    """codespell's dictionary by lower-case misspelling. Per its format, a line with a comma is not auto-fixed: the part
+    before its last comma lists the candidates (after it, an optional reason why not)."""
+    out: dict[str, Entry] = {}
     text = (files("codespell_lib") / "data" / "dictionary.txt").read_text(encoding="utf-8")
     for line in text.splitlines():
         wrong, _, data = line.partition("->")
@@ -109,9 +112,7 @@ def codespell_entries() -> dict[str, tuple[tuple[str, ...], bool]]:
             continue
         data = data.strip()
         fixes = tuple(f.strip() for f in data.rsplit(",", 1)[0].split(",") if f.strip()) if "," in data else (data,)
-        if len(fixes) == 1 and "," in data:
-            fixes += ("?",)  # a single candidate codespell will not apply on its own: not unambiguous either
-        out.setdefault(wrong.lower(), (fixes, wrong[:1].isupper()))
+        out.setdefault(wrong.lower(), Entry(fixes, "," not in data, wrong[:1].isupper()))
     return out
 
 
@@ -122,7 +123,7 @@ def zh_entries() -> dict[str, str]:
 
 
 def lexicon(cfg: SpellingConfig) -> Lexicon:
-    en = dict(codespell_entries()) | {w.lower(): ((f,), w[:1].isupper()) for w, f in cfg.extra_en.items()}
+    en = codespell_entries() | {w.lower(): Entry((f,), True, w[:1].isupper()) for w, f in cfg.extra_en.items()}
     return Lexicon(en, zh_entries() | cfg.zh_typos, frozenset(w.lower() for w in cfg.ignore_words),
                    tuple(w.lower() for w in cfg.task_words))
 
