@@ -171,6 +171,8 @@ def fix(
     engine: Annotated[str, typer.Option(help="local | ray: where the audit pass runs (pip install 'datakit[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --engine ray (e.g. auto).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    score_model: Annotated[Path | None, typer.Option(help="Local causal LM folder scoring each answer's IFD (for --keep-top-ifd).")] = None,
+    keep_top_ifd: Annotated[float | None, typer.Option(help="Keep this share of the records with IFD < 1, highest IFD first; reject the rest (needs --score-model).")] = None,
 ) -> None:
     """Repair what can be repaired, move the rest to a rejected file with its reasons: clean + rejected == input."""
     from datakit.fix import fix as fix_file
@@ -182,7 +184,9 @@ def fix(
                       engine=engine, ray_address=ray_address,
                       against=_split(against), label_field=label_field, max_tokens=max_tokens,
                       tokenizer=str(tokenizer) if tokenizer else None, only=_split(only), skip=_split(skip),
-                      pii={"action": pii} if pii else None, fix={"over_length": over_length} if over_length else None)
+                      pii={"action": pii} if pii else None, fix={"over_length": over_length} if over_length else None,
+                      score_model=str(score_model) if score_model else None,
+                      correspondence={"keep_top_ifd": keep_top_ifd} if keep_top_ifd is not None else None)
     print_summary(result, out)
 
 

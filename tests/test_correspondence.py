@@ -4,6 +4,7 @@ irrelevant."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -158,3 +159,31 @@ def test_score_model_must_be_a_model_folder(tmp_path):
     proc, _ = audit_json(tmp_path, str(EXAMPLES / "alpaca_en_sample.json"), "--score-model", str(tmp_path / "nothing"))
     assert proc.returncode == 2
     assert "is not a model folder" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_fix_keep_top_ifd_keeps_the_most_instructive_share_and_rejects_the_rest(tmp_path, tiny_model):
+    from tests.conftest import run_cli
+
+    records = alpaca("alpaca_en_sample.json")[:20]
+    path = write(tmp_path, records)
+    proc, report = audit_json(tmp_path, str(path), "--only", "correspondence", "--score-model", str(tiny_model), "--no-html")
+    scores = next(f["summary"] for f in report["families"] if f["family"] == "correspondence")["scores"]
+    under = sorted((-ifd, line) for line, ifd in zip(scores["line"], scores["ifd"]) if ifd < 1)
+    kept = {line for _, line in under[:math.ceil(0.5 * len(under))]}
+    out = tmp_path / "clean.jsonl"
+    proc = run_cli("fix", str(path), "-o", str(out), "--only", "correspondence", "--score-model", str(tiny_model),
+                   "--keep-top-ifd", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    clean = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    rejected = [json.loads(x) for x in (tmp_path / "clean.rejected.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(clean) + len(rejected) == len(records)
+    assert [r["instruction"] for r in clean] == [records[line - 1]["instruction"] for line in sorted(kept)]
+    assert all({reason["rule"] for reason in r["reasons"]} & {"correspondence.below_top_ifd", "correspondence.high_ifd"}
+               for r in rejected)
+
+
+def test_keep_top_ifd_without_a_model_is_a_config_error(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli("fix", str(EXAMPLES / "alpaca_en_sample.json"), "-o", str(tmp_path / "c.jsonl"), "--keep-top-ifd", "0.5")
+    assert proc.returncode == 2 and "needs a model" in proc.stderr + proc.stdout

@@ -61,7 +61,15 @@ class CorrespondenceRules(Rule):
         RuleCode("correspondence.high_ifd", W, "With --score-model: an answer the instruction does not help a language model "
                  "predict (IFD >= 1) teaches little about following instructions, or belongs to another one.",
                  "max_ifd = 1.0, only with --score-model"),
+        RuleCode("correspondence.below_top_ifd", Severity.info, "With --keep-top-ifd: a record outside the chosen share of the "
+                 "most instructive ones (highest IFD under max_ifd); `datakit fix` rejects it.",
+                 "only with --score-model and keep_top_ifd"),
     )
+
+    def fix_for(self, code: RuleCode, ctx: RuleContext) -> str | None:
+        """With keep_top_ifd, `datakit fix` keeps only the chosen records: the others and the high-IFD ones are dropped."""
+        ranked = ctx.config.correspondence.keep_top_ifd is not None
+        return "drop" if ranked and code.code in ("correspondence.high_ifd", "correspondence.below_top_ifd") else code.fix
 
     def state(self, batch: Dataset, found: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
         """Per valid record with a prompt and an answer: the hashed term ids of each (and the model's scores)."""
@@ -134,6 +142,8 @@ class CorrespondenceRules(Rule):
                              "keeps the most instructive records below 1.", pl.col("ifd").round(3), pl.lit(cfg.max_ifd)),
                      field="response", detail=pl.format("perplexity {}, IFD {}", pl.col("perplexity").round(1),
                                                         pl.col("ifd").round(3)))
+        if cfg.keep_top_ifd is not None:
+            found = concat_findings([found, self._below_top(rows, ctx)])
         ifd = rows["ifd"].drop_nulls().to_numpy()
         ppl = rows["perplexity"].drop_nulls().to_numpy()
         ifd_bins = [0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1, 1.5, max(1.5, float(ifd.max()) if len(ifd) else 1.5) + 1e-9]
@@ -147,6 +157,21 @@ class CorrespondenceRules(Rule):
             "scores": {"line": rows["line"].to_list(), "perplexity": [round(v, 3) if v is not None else None for v in rows["perplexity"]],
                        "ifd": rows["ifd"].to_list()},
         }
+
+
+    def _below_top(self, rows: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
+        """Records under max_ifd outside the keep_top_ifd share of them, ranked by IFD (highest first, ties by line)."""
+        cfg = ctx.config.correspondence
+        under = rows.filter(pl.col("ifd") < cfg.max_ifd).sort(["ifd", "line"], descending=[True, False])
+        keep = math.ceil(cfg.keep_top_ifd * under.height)
+        rest = under.slice(keep).sort("line").with_columns(ctx.source_of().alias("source"),
+                                                           pl.lit(under["ifd"][keep - 1] if keep else None).alias("floor"))
+        return flag(rest, code_info(self, "correspondence.below_top_ifd"),
+                    message("IFD {} is below the {} of records kept by --keep-top-ifd {} (those with IFD {} and above): "
+                            "the instruction makes this answer easy to predict, so it teaches less than the kept ones.",
+                            pl.col("ifd").round(3), pl.lit(f"{keep:,} of {under.height:,}"), pl.lit(cfg.keep_top_ifd),
+                            pl.col("floor").round(3)),
+                    field="response", detail=pl.format("IFD {}", pl.col("ifd").round(3)))
 
 
 def _misaligned(scored: pl.DataFrame) -> pl.Expr:
