@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.patterns import check_pattern
 
@@ -179,6 +179,17 @@ class CorrespondenceConfig(_Section):
     max_ifd: float = Field(
         1.0, gt=0, description="correspondence.high_ifd: IFD at or above which the instruction does not help predict the "
         "answer (1: no help at all).")
+
+    keep_top_ifd: float | None = Field(
+        None, gt=0, le=1, description="correspondence.*: `datakit fix --keep-top-ifd FRACTION` keeps this share of the "
+        "records with IFD under max_ifd, the highest IFD first (the most instructive, as Li et al. select them), and rejects "
+        "the rest and every record at or above max_ifd. Needs score_model.")
+
+    @model_validator(mode="after")
+    def _ranking_needs_scores(self) -> CorrespondenceConfig:
+        if self.keep_top_ifd is not None and self.score_model is None:
+            raise ValueError("keep_top_ifd ranks records by IFD, which needs a model: give --score-model DIR too")
+        return self
 
     @field_validator("score_model")
     @classmethod
