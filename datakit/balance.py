@@ -27,6 +27,7 @@ from rich.table import Table
 from datakit.config import build_config
 from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
 from datakit.io.atomic import write_text
+from datakit.io.lock import output_lock
 from datakit.io.read import InputError, open_raw
 from datakit.io.write import (
     container_notes,
@@ -102,7 +103,8 @@ def balance(path: str | Path, by: str, output: str | Path | None = None, *, stra
     if weights is not None:
         result.weights = class_weights(before)
         result.weights_path = Path(weights)
-        write_text(weights, json.dumps(result.weights, ensure_ascii=False, indent=2) + "\n")
+        with output_lock("datakit balance", [weights]):
+            write_text(weights, json.dumps(result.weights, ensure_ascii=False, indent=2) + "\n")
         return result
     targets = _targets(before, strategy, shares, max_per_class, min_per_class, config.balance.max_imbalance_ratio)
     copies = _copies(census, targets, seed)
@@ -189,7 +191,8 @@ def _write_resampled(path: str | Path, census: _Census, copies: array, by: str, 
                          "nothing writes to it.")
     index = 0
     # The rejected file is renamed into place first: an output on disk always has its rejected file next to it.
-    with (open_raw(path) as stream, record_writer(result.output, *container_of(result.output)) as out,
+    with (output_lock("datakit balance", [result.output, result.rejected_path]), open_raw(path) as stream,
+          record_writer(result.output, *container_of(result.output)) as out,
           record_writer(result.rejected_path, *rejected_container(result.rejected_path)) as rejected):
         for batch in stream.batches(BATCH_BYTES, BATCH_RECORDS):
             if index + len(batch) > census.records:

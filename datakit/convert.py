@@ -34,6 +34,7 @@ from rich.console import Console
 
 from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
 from datakit.io.atomic import write_text
+from datakit.io.lock import output_lock
 from datakit.io.names import dataset_entry_name
 from datakit.io.read import RawRecord, open_raw
 from datakit.io.write import (
@@ -124,7 +125,7 @@ def convert(path: str | Path, to: Target, output: str | Path | None = None, *, r
                                output=out_path, rejected_path=rej_path, container=container, gzip=gzip_)
         filled: set[str] = set()
         # The rejected file is renamed into place first: an output on disk always has its rejected file next to it.
-        with (record_writer(out_path, container, gzip_) as written,
+        with (output_lock("datakit convert", [out_path, rej_path]), record_writer(out_path, container, gzip_) as written,
               record_writer(rej_path, *rejected_container(rej_path)) as refused):
             for batch in itertools.chain([first], batches):
                 kept, rows = _convert_batch(batch, to, stream.path, result)
@@ -134,7 +135,8 @@ def convert(path: str | Path, to: Target, output: str | Path | None = None, *, r
                 result.records += len(batch)
                 result.refused += len(rows)
     if dataset_info:
-        result.dataset_info = write_dataset_info(out_path, dataset_info, to, filled)
+        with output_lock("datakit convert", [out_path.parent / "dataset_info.json"], wait=True):  # entries of other runs kept
+            result.dataset_info = write_dataset_info(out_path, dataset_info, to, filled)
         if "tool_calls" in filled:
             result.notes.append(f"entry '{dataset_info}' uses LLaMA-Factory's `openai` formatting, the one that reads "
                                 "tool_calls (added to LLaMA-Factory in November 2025); for an older LLaMA-Factory "

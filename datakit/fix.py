@@ -37,7 +37,8 @@ from datakit.config import build_config
 from datakit.engine.batch import Plan
 from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS, LinedInput
 from datakit.engine.spill import Spill
-from datakit.io.atomic import atomic_open
+from datakit.io.atomic import atomic_open, pending_path
+from datakit.io.lock import output_lock
 from datakit.io.read import InputError, RawRecord, open_raw
 from datakit.io.write import (
     container_notes,
@@ -120,7 +121,8 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
 
     rules = select(config.only, config.skip)
     actions = _actions(select(), config)  # every family's: read findings carry format codes even when format is skipped
-    with (Audit(path, config, progress=progress, engine=engine, ray_address=ray_address) as run, Spill() as work,
+    with (output_lock("datakit fix", [clean_path, rej_path]),
+          Audit(path, config, progress=progress, engine=engine, ray_address=ray_address) as run, Spill() as work,
           Stages(enabled=progress) as stages):
         fixer = _Fixer(path, config, rules, actions, run, work)
         fixer.repair_and_judge(stages)
@@ -138,7 +140,7 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
 def _write_both(fixer: _Fixer, result: FixResult, clean_path: Path, rej_path: Path) -> None:
     """CLEAN and REJ are written under temporary names and put in place together, REJ first: a CLEAN on disk always
     has its REJ beside it, and a failure (a full disk) leaves neither half-written nor one without the other."""
-    pending = [(p.with_name(f".{p.name}.pending"), p) for p in (rej_path, clean_path)]
+    pending = [(pending_path(p), p) for p in (rej_path, clean_path)]
     try:
         write_records(pending[0][0], fixer.rejected_rows(), *rejected_container(rej_path))
         write_records(pending[1][0], fixer.kept_records(), result.container, result.gzip)

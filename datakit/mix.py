@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import pickle
 import random
-import tempfile
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from rich.table import Table
 from datakit.balance import UPSAMPLED, proportional_counts
 from datakit.convert import TARGETS, NotRepresentable, convert_record
 from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
+from datakit.engine.spill import Spill
+from datakit.io.lock import output_lock
 from datakit.io.read import InputError, RawRecord, open_raw
 from datakit.io.write import container_notes, container_of, refuse_overwrite, write_records
 from datakit.normalise import detect_format
@@ -96,7 +97,7 @@ def mix(paths: list[str | Path], output: str | Path, *, ratio: list[float] | Non
         SourceShare(pool.path, len(pool.usable), want, max(want - len(pool.usable), 0), pool.left_out)
         for pool, want in zip(pools, wants)])
     positions = _slot_positions(total, seed)
-    with tempfile.TemporaryDirectory(prefix="datakit-mix-") as folder, _Buckets(Path(folder), total) as buckets:
+    with output_lock("datakit mix", [out_path]), Spill() as work, _Buckets(work.dir, total) as buckets:
         slots = memoryview(positions)  # each input's draws take the next `want` slots
         for i, (pool, want) in enumerate(zip(pools, wants)):
             if want:

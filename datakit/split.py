@@ -12,6 +12,7 @@ and seed give the same files.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +27,9 @@ from rich.table import Table
 from datakit.audit import Audit
 from datakit.config import build_config
 from datakit.engine.inputs import BATCH_BYTES, BATCH_RECORDS
+from datakit.engine.spill import Spill, remove_stale_dirs
 from datakit.io.atomic import atomic_open
+from datakit.io.lock import output_lock
 from datakit.io.read import InputError, open_raw
 from datakit.io.write import refuse_overwrite, suffix_for, unreadable_row, write_records
 from datakit.measure.lsh import components
@@ -34,6 +37,7 @@ from schemas.config import AuditConfig
 
 SPLITS = ("train", "eval", "test")
 MAX_ROUNDS = 20  # leakage re-checks; each moves groups out of eval/test, so it ends, and usually after one
+DRAFTS = ".datakit-split-"  # the working folder beside the outputs where each round's files are checked
 # The n-gram leakage check indexes every held-out text in memory: above this many held-out records it is skipped
 # (and said so); duplicates, shared prompts and near-duplicate clusters are still kept whole.
 DECONTAMINATE_MAX = 20_000
@@ -80,18 +84,20 @@ def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share:
         raise ValueError(f"{path}: no record has the field '{stratify}'; check --stratify (the class/label field).")
     files = {s: out_dir / f"{s}{suffix_for(container, gzip_)}" for s in names}
     refuse_overwrite("split", [path], [*files.values(), out_dir / "rejected.jsonl"])
-    group_of = _groups(rows, clusters)
-    parsed, unreadable = _reject_unreadable(path, out_dir / "rejected.jsonl")
-    assigned = _assign(rows, parsed, group_of, stratify is not None, eval_share, test_share, seed)
-    result = SplitResult(source=str(path), counts={}, files=files, groups=0, grouped_records=0, moved_for_leakage=0)
-    held_out = int((assigned > 0).sum())
     from validators import select  # imported when called: rule families import datakit.measure, and so datakit
 
     leakage = any(r.family == "leakage" for r in select())
-    if leakage and held_out <= DECONTAMINATE_MAX:
-        result.moved_for_leakage = _decontaminate(path, files, assigned, group_of, config, (container, gzip_, checksum))
-    else:
-        _write_splits(path, files, assigned, container, gzip_, checksum)
+    with output_lock("datakit split", [*files.values(), out_dir / "rejected.jsonl"]):
+        remove_stale_dirs(out_dir, DRAFTS)
+        group_of = _groups(rows, clusters)
+        parsed, unreadable = _reject_unreadable(path, out_dir / "rejected.jsonl")
+        assigned = _assign(rows, parsed, group_of, stratify is not None, eval_share, test_share, seed)
+        result = SplitResult(source=str(path), counts={}, files=files, groups=0, grouped_records=0, moved_for_leakage=0)
+        held_out = int((assigned > 0).sum())
+        if leakage and held_out <= DECONTAMINATE_MAX:
+            result.moved_for_leakage = _decontaminate(path, files, assigned, group_of, config, (container, gzip_, checksum))
+        else:
+            _write_splits(path, files, assigned, container, gzip_, checksum)
     if leakage and held_out > DECONTAMINATE_MAX:
         result.notes.append(f"{held_out:,} held-out records are more than the {DECONTAMINATE_MAX:,} the n-gram leakage "
                             "check indexes in memory: duplicates, shared prompts and near-duplicate clusters were kept "
@@ -162,32 +168,37 @@ def _assign(rows: pl.DataFrame, readable: np.ndarray, group_of: np.ndarray, stra
 def _decontaminate(path: str | Path, files: dict[str, Path], assigned: np.ndarray, group_of: np.ndarray,
                    config: AuditConfig, written_as: tuple[str, bool, str]) -> int:
     """Write the splits, and move into train every eval/test group the leakage rule finds in train, until it finds
-    none (the files on disk are then the final ones); returns records moved."""
+    none; returns records moved. Each round's files are drafts in a working folder beside the outputs; only the last
+    round's are renamed into place, so a run killed between rounds leaves no split that still leaks."""
     held_out = [s for s in files if s != "train" and (assigned == SPLITS.index(s)).any()]
     if not held_out or not (assigned == 0).any():  # an empty split leaks nothing (and an empty file is no audit input)
         _write_splits(path, files, assigned, *written_as)
         return 0
     moved = 0
-    for _ in range(MAX_ROUNDS):
-        _write_splits(path, files, assigned, *written_as)
-        check = config.model_copy(update={"only": ["leakage"], "skip": [],
-                                          "leakage": config.leakage.model_copy(update={"against": [str(files[s]) for s in held_out]})})
-        with Audit(files["train"], check) as run:
-            hits = (run.findings().filter(pl.col("related_source").is_in([str(files[s]) for s in held_out])
-                                          & pl.col("related_line").is_not_null())
-                    .select("related_source", "related_line").collect(engine="streaming"))
-        if hits.height == 0:
-            break
-        groups = set()
-        for source, line in hits.iter_rows():
-            k = SPLITS.index(next(s for s in held_out if str(files[s]) == source))
-            members = np.flatnonzero(assigned == k)
-            groups.add(int(group_of[members[line - 1]]))  # line n of a held-out file is its n-th record
-        moving = np.isin(group_of, list(groups)) & (assigned > 0)
-        moved += int(moving.sum())
-        assigned[moving] = 0
-    else:  # the last round moved records: write what it decided
-        _write_splits(path, files, assigned, *written_as)
+    with Spill(files["train"].parent, prefix=DRAFTS) as work:
+        drafts = {s: work.dir / target.name for s, target in files.items()}
+        for _ in range(MAX_ROUNDS):
+            _write_splits(path, drafts, assigned, *written_as)
+            check = config.model_copy(update={"only": ["leakage"], "skip": [], "leakage": config.leakage.model_copy(
+                update={"against": [str(drafts[s]) for s in held_out]})})
+            with Audit(drafts["train"], check) as run:
+                hits = (run.findings().filter(pl.col("related_source").is_in([str(drafts[s]) for s in held_out])
+                                              & pl.col("related_line").is_not_null())
+                        .select("related_source", "related_line").collect(engine="streaming"))
+            if hits.height == 0:
+                break
+            groups = set()
+            for source, line in hits.iter_rows():
+                k = SPLITS.index(next(s for s in held_out if str(drafts[s]) == source))
+                members = np.flatnonzero(assigned == k)
+                groups.add(int(group_of[members[line - 1]]))  # line n of a held-out file is its n-th record
+            moving = np.isin(group_of, list(groups)) & (assigned > 0)
+            moved += int(moving.sum())
+            assigned[moving] = 0
+        else:  # the last round moved records: write what it decided
+            _write_splits(path, drafts, assigned, *written_as)
+        for s, target in files.items():
+            os.replace(drafts[s], target)
     return moved
 
 

@@ -1,7 +1,9 @@
 """A temporary folder for what an audit keeps between batches: Parquet parts per name, removed when the audit ends.
 
 Per-batch findings and each rule family's state go to disk as they are made, so memory holds one batch at a time;
-the end of the audit reads them back as lazy frames (`scan`), which polars streams.
+the end of the audit reads them back as lazy frames (`scan`), which polars streams. A process killed outright cannot
+remove its folder: folder names carry the pid, and the next one made in the same place removes those of processes
+that are gone (`temp_dir`).
 """
 from __future__ import annotations
 
@@ -17,12 +19,32 @@ from typing import Self
 
 import polars as pl
 
+from datakit.io.atomic import pid_alive
+
 _FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
+def temp_dir(prefix: str = "datakit-", parent: str | Path | None = None) -> Path:
+    """A new working folder `PREFIXpidPID-RANDOM` in `parent` (default: TMPDIR); first removes the folders of this
+    kind that processes now gone left there."""
+    where = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    remove_stale_dirs(where, prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}pid{os.getpid()}-", dir=where))
+
+
+def remove_stale_dirs(parent: Path, prefix: str) -> list[Path]:
+    """Remove `parent`'s folders made by `temp_dir(prefix)` in processes that no longer exist; returns them."""
+    named = re.compile(re.escape(prefix) + r"pid(\d+)-\w+")
+    stale = [p for p in parent.iterdir() if (found := named.fullmatch(p.name)) and not pid_alive(int(found[1]))
+             and p.is_dir() and not p.is_symlink()]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
 class Spill:
-    def __init__(self, parent: str | Path | None = None):
-        self.dir = Path(tempfile.mkdtemp(prefix="datakit-", dir=parent))
+    def __init__(self, parent: str | Path | None = None, prefix: str = "datakit-"):
+        self.dir = temp_dir(prefix, parent)
         self._parts: dict[str, int] = {}
         self._schemas: dict[str, pl.Schema] = {}
         self.rows: dict[str, int] = {}
