@@ -29,9 +29,11 @@ PROMPT_TERMS, ANSWER_TERMS = 64, 256  # distinct terms kept per text (its first 
 MIN_TERMS = 3  # a prompt with fewer distinct terms says too little to be another answer's better match
 MIN_ANSWERS = 20  # answers needed before a comparison with the others means anything
 CHUNK = 4096  # answers compared at a time in `finish`
-STOP = ("a an and are as at be been but by can could did do does for from had has have he her his how i if in into is "
-        "it its me my no not of on or our she so than that the their them then there these they this to too was we were "
-        "what when where which who why will with would you your").split()
+STOP = ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for",
+        "from", "had", "has", "have", "he", "her", "his", "how", "i", "if", "in", "into", "is", "it", "its", "me",
+        "my", "no", "not", "of", "on", "or", "our", "she", "so", "than", "that", "the", "their", "them", "then",
+        "there", "these", "they", "this", "to", "too", "was", "we", "were", "what", "when", "where", "which", "who",
+        "why", "will", "with", "would", "you", "your"]
 BINS = [round(0.1 * k, 1) for k in range(11)]
 
 

@@ -3,8 +3,6 @@ IFD (trainkit.score). A record's scores depend on it alone, so they are a measur
 worker loads the model once."""
 from __future__ import annotations
 
-import polars as pl
-
 from schemas.config import AuditConfig
 from schemas.dataset import Dataset
 
