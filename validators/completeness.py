@@ -33,8 +33,8 @@ OPEN_END_RE = re.compile(r"(?:[^\W\d_]|[,，:：;；、\-–—/&+=(（])$")
 # Not prose: a table row, heading, quote or code line, a formula or markup, a list or record written on one line
 # ('1. a 2. b 3. c', 'Main: fish, Side: rice'), or a line ending on a hashtag, a link, an attribution ('" - Albert Einstein') or a sign-off ('祝好，艾米丽').
 NOT_PROSE = (r"^[^\S\n]*[|#>}{]|[{};]\s*$|\s=|=>|</?[A-Za-z]|#\w+$|(?:https?://|www\.)\S+$"
-             r"|\s[—–-]{1,2}\s*\p{Lu}[\p{L}.' ]{1,40}$|(?:祝好|祝福|敬礼|此致|谢谢|问候|敬上|爱你的)[,，]\s*\p{Han}{2,4}$|(?:(?:^|\s)\d{1,2}[.)、]\s*\S[^\n]*){3}"
-             r"|(?:\p{L}[^\n:：]{0,20}[:：][^\S\n]+\S[^\n]*){2}")
+             r"|\s[—–-]{1,2}\s*\p{Lu}[\p{L}.' ]{1,40}$|(?:祝好|祝福|敬礼|此致|谢谢|问候|敬上|爱你的)[,，]\s*\p{Han}{2,4}$|(?:(?:^|\s)\d{1,2}[.)、]\s*\S[^\n]*){3}")
+LABELS = r"\w[:：][^\S\n]"  # two or more in one line: a record written out ('Main: fish, Side: rice'), not prose
 PAIRS = {"(": ")", "[": "]", "{": "}", "（": "）", "【": "】", "《": "》", "“": "”", "「": "」", "『": "』"}
 QUOTES = ("“", "「", "『")
 CLOSERS = {v: k for k, v in PAIRS.items()}
@@ -75,7 +75,8 @@ def endings(valid: pl.DataFrame) -> pl.DataFrame:
                                   + [pl.col("answer").str.count_matches('"', literal=True) % 2 == 1])
     long_enough = ((inner_end | after_sentence) & ((words >= 3) | (cjk >= 5))) | (words >= 12) | (cjk >= 25)
     return rows.with_columns(last_line.alias("last_line")).with_columns(
-        (~pl.col("last_line").str.contains(NOT_PROSE) & ~in_code & long_enough).alias("prose"),
+        (~pl.col("last_line").str.contains(NOT_PROSE) & (pl.col("last_line").str.count_matches(LABELS) < 2) & ~in_code
+         & long_enough).alias("prose"),
         (pl.col("answer").str.contains(OPEN_END) & ~in_code).alias("open"),
         ((pl.col("answer").str.count_matches(FENCE) % 2 == 1) | imbalance | pl.col("last_line").str.contains(LIST_ITEM)
          | pl.col("answer").str.contains(OPEN_END)).alias("suspect"))
