@@ -146,7 +146,8 @@ def quality(per_family: int, seed: int, tmp: Path, show: int = 0) -> None:
         file = write(tmp / f"{name}.jsonl".replace(" ", "_"), clean[name])
         for family in FAMILIES:
             lines = flagged(file, family)
-            shown = f"{len(lines):,}" + (f" (+{len(flagged(file, family, 'info'))} prompts, info)" if family == "spelling" else "")
+            prompts = f" (+{len(flagged(file, family, 'info'))} prompts, info)" if family == "spelling" else ""
+            shown = f"{len(lines):,}{prompts}"
             print(f"| {family} | {name} | {len(clean[name]):,} | {shown} | {100 * len(lines) / len(clean[name]):.1f}% |")
             unflagged[family] += [r for i, r in enumerate(clean[name], 1) if i not in lines]
     from schemas.config import AuditConfig

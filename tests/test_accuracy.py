@@ -15,8 +15,8 @@ from validators.accuracy import AccuracyRules
 
 def write(tmp_path: Path, pairs: list[tuple[str, str]], name: str = "d.jsonl") -> Path:
     path = tmp_path / name
-    path.write_text("".join(json.dumps({"instruction": q, "input": "", "output": a}, ensure_ascii=False) + "\n" for q, a in pairs),
-                    encoding="utf-8")
+    rows = [json.dumps({"instruction": q, "input": "", "output": a}, ensure_ascii=False) + "\n" for q, a in pairs]
+    path.write_text("".join(rows), encoding="utf-8")
     return path
 
 
@@ -65,7 +65,8 @@ def test_prompts_asking_for_an_opinion_a_guess_or_a_probability_are_not_flagged(
 def test_quoted_speech_code_and_the_lines_of_a_written_dialogue_are_not_the_answers_own(tmp_path):
     assert found(tmp_path, [("Write a story opening.", 'She frowned. "I\'m not sure," she said, and opened the door.'),
                             ("创造一个对话。", "A：你听说过这件事吗？\nB：我听说过，但我也不太确定细节。\nA：那我们去查一查。"),
-                            ("Show a log line.", "The log says:\n```\nWARN: I could be wrong about the cache\n```\nIt is a warning."),
+                            ("Show a log line.",
+                             "The log says:\n```\nWARN: I could be wrong about the cache\n```\nIt is a warning."),
                             ("Write a dialogue.", "Tom: Is the shop open?\nAnna: I'm not sure, let me check.")]) == []
 
 

@@ -13,7 +13,8 @@ from datakit.normalise import load
 from tests.conftest import EXAMPLES, SHARED_DATA, audit_json, run_rule
 from validators.completeness import CompletenessRules
 
-FINISHED_EN = [f"Step {i} of the guide explains one idea clearly. It ends with a full stop like every answer here." for i in range(24)]
+FINISHED_EN = [f"Step {i} of the guide explains one idea clearly. It ends with a full stop like every answer here."
+               for i in range(24)]
 FINISHED_ZH = [f"第{i}个回答把问题讲清楚了。它和这里的每个回答一样，以句号结尾。" for i in range(24)]
 
 
@@ -83,7 +84,8 @@ def test_missing_end_punctuation_is_flagged_where_the_dataset_normally_has_it(tm
     cut_en = "Once you have an account set up, you can choose which coin you want to buy. While Bitcoin"
     cut_zh = "如果句子的时态是现在或将来，它打印动词。如果句子的时态是过去式，它会打印另一句话并且提示用户"
     rows, summary = check(tmp_path, FINISHED_EN + FINISHED_ZH + [cut_en, cut_zh, "Best regards,\nJohn Smith"])
-    assert [(r["line"], r["rule"]) for r in rows] == [(49, "completeness.no_end_punctuation"), (50, "completeness.no_end_punctuation")]
+    assert [(r["line"], r["rule"]) for r in rows] == [(49, "completeness.no_end_punctuation"),
+                                                      (50, "completeness.no_end_punctuation")]
     assert "96% of this dataset's prose answers" in rows[0]["message"] and "While Bitcoin" in rows[0]["excerpt"]
     assert summary["prose_answers"] == 50 and summary["ending_with_closing_punctuation"] == 48
     assert summary["no_end_punctuation"].startswith("judged: 96.0% of 50 prose answers")
@@ -132,7 +134,8 @@ REVIEWED = {  # every finding on the real sets, each looked at: all cut-offs but
     "glaive_toolcall_en_sample.json": [52], "identity.json": [37], "messages_sample.jsonl": [37],  # 37: '...不断进化' no 。
     "alpaca_eval_outputs.json": [10, 139, 249, 291, 787], "eval_set.json": [201, 519, 680],  # 680: 是…的 sentence without 。
     "alpaca_en_demo.json": [125, 180, 270, 346, 464, 731, 783, 899], "alpaca_zh_demo.json": [44, 493, 632, 807, 990],
-    "glaive_toolcall_en_demo.json": [52, 244], "glaive_toolcall_zh_demo.json": [237], "v1_sft_demo.jsonl": [37, 175, 230, 320, 396],
+    "glaive_toolcall_en_demo.json": [52, 244], "glaive_toolcall_zh_demo.json": [237],
+    "v1_sft_demo.jsonl": [37, 175, 230, 320, 396],
     "seed_tasks.jsonl": [102],  # 102: 'This is standard Arabic' without a full stop
 }
 

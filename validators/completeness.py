@@ -30,10 +30,11 @@ LABEL = r"^[^\n:：]{1,20}[:：][^\S\n]*"  # "Step 2: ", "朋友B：": set aside
 # regex, and the same for Python's re).
 OPEN_END = r"[\p{L},，:：;；、\-–—/&+=(（]$"
 OPEN_END_RE = re.compile(r"(?:[^\W\d_]|[,，:：;；、\-–—/&+=(（])$")
-# Not prose: a table row, heading, quote or code line, a formula or markup, a list or record written on one line
-# ('1. a 2. b 3. c', 'Main: fish, Side: rice'), or a line ending on a hashtag, a link, an attribution ('" - Albert Einstein') or a sign-off ('祝好，艾米丽').
+# Not prose: a table row, heading, quote or code line, a formula or markup, a list written on one line ('1. a 2. b
+# 3. c'), or a line ending on a hashtag, a link, an attribution ('" - Albert Einstein') or a sign-off ('祝好，艾米丽').
 NOT_PROSE = (r"^[^\S\n]*[|#>}{]|[{};]\s*$|\s=|=>|</?[A-Za-z]|#\w+$|(?:https?://|www\.)\S+$"
-             r"|\s[—–-]{1,2}\s*\p{Lu}[\p{L}.' ]{1,40}$|(?:祝好|祝福|敬礼|此致|谢谢|问候|敬上|爱你的)[,，]\s*\p{Han}{2,4}$|(?:(?:^|\s)\d{1,2}[.)、]\s*\S[^\n]*){3}")
+             r"|\s[—–-]{1,2}\s*\p{Lu}[\p{L}.' ]{1,40}$|(?:祝好|祝福|敬礼|此致|谢谢|问候|敬上|爱你的)[,，]\s*\p{Han}{2,4}$"
+             r"|(?:(?:^|\s)\d{1,2}[.)、]\s*\S[^\n]*){3}")
 LABELS = r"\w[:：][^\S\n]"  # two or more in one line: a record written out ('Main: fish, Side: rice'), not prose
 PAIRS = {"(": ")", "[": "]", "{": "}", "（": "）", "【": "】", "《": "》", "“": "”", "「": "」", "『": "』"}
 QUOTES = ("“", "「", "『")
@@ -56,8 +57,8 @@ def endings(valid: pl.DataFrame) -> pl.DataFrame:
     """Per answered record: its last answer and what its ending shows, vectorised: the last line; whether that line
     (past a list marker or a "label:") is prose long enough to judge punctuation on (a sentence end inside it or
     closing the paragraph before it, or 12 words / 25 CJK characters: shorter lines without one are often titles or
-    list entries); whether the answer ends open; and whether a closer look in Python is needed (a fence count, bracket or quote imbalance, a list item or
-    an open ending)."""
+    list entries); whether the answer ends open; and whether a closer look in Python is needed (a fence count,
+    bracket or quote imbalance, a list item or an open ending)."""
     answer = last_answer().fill_null("").str.strip_chars_end()
     rows = valid.filter(pl.col("format") != "prompts").select("id", "source", "line", answer.alias("answer")).filter(
         ~pl.col("answer").str.contains(BLANK))
