@@ -71,6 +71,7 @@ def test_adversarial_file_flags_exactly_the_planted_lines(adversarial, rule):
 
 def test_adversarial_file_exercises_every_core_rule(adversarial):
     codes = {c.code for family, c in all_codes() if family in CORE} - {"format.truncated_file"}  # JSON arrays only: below
+    codes -= {"format.encoding", "format.record_too_large"}  # a UTF-16 file, an 8 Mi-character line: test_adversarial.py
     assert codes <= set(EXPECTED)
 
 
