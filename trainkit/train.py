@@ -21,10 +21,10 @@ import torch
 from rich.console import Console
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from datakit.io.atomic import write_text
 from schemas.dataset import BASE_SCHEMA
+from trainkit.checkpoints import drop_incomplete, partial_folder, put_in_place, resume_point
 from trainkit.data import holdout, normalised_weights, read_class_weights, read_dataset
 from trainkit.distributed import fsdp_problem, fsdp_requested, gather, process_state, weights_sha256
 from trainkit.gate import audit_gate, audit_summary
@@ -115,13 +115,16 @@ class SFTTrainer(Trainer):
 
 
 def prepare_run_dir(output: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from (None for a fresh run); refuses to write a fresh run over an existing one."""
+    """The checkpoint to resume from (None for a fresh run, or a resumed one stopped before its first checkpoint:
+    it starts again with its saved settings); refuses to write a fresh run over an existing one. Checkpoints a killed
+    run left half-written are removed, never resumed from."""
     checkpoints = output / "checkpoints"
     if resume:
-        last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-        if last is None or not (output / RUN_FILE).is_file():
-            raise RunError(f"--resume: {output} holds no checkpoint to continue from; start a fresh run without --resume.")
-        return Path(last)
+        if not (output / RUN_FILE).is_file():
+            raise RunError(f"--resume: {output} holds no run to continue (none was started there, or it stopped before "
+                           "its plan was saved); start a fresh run without --resume.")
+        drop_incomplete(checkpoints)
+        return resume_point(checkpoints)
     if (output / RUN_FILE).is_file() or (checkpoints.is_dir() and any(checkpoints.iterdir())):
         raise RunError(f"--output {output}: already holds a run; pass --resume to continue it, or choose another folder.")
     output.mkdir(parents=True, exist_ok=True)
@@ -212,14 +215,16 @@ def training_arguments(plan: TrainPlan, run_dir: Path, *, has_eval: bool, save_s
 
 def save_output(trainer: Trainer, tokenizer, run_dir: Path, method: str) -> Path:
     """peft adapter (adapter_model.safetensors + adapter_config.json) or, for full / freeze, the whole model. Every
-    process calls it (sharded weights are gathered first); the main process writes."""
-    out = run_dir / ("model" if method in ("full", "freeze") else "adapter")
+    process calls it (sharded weights are gathered first); the main process writes, into a partial folder renamed
+    into place once complete."""
+    final = run_dir / ("model" if method in ("full", "freeze") else "adapter")
+    out = partial_folder(final, trainer.args.should_save)
     trainer.save_model(str(out))
     if trainer.args.should_save:
         tokenizer.save_pretrained(str(out))
         # the Trainer's pickle of its arguments: whoever loads it runs a full unpickle; run.json has the settings
         (out / "training_args.bin").unlink(missing_ok=True)
-    return out
+    return put_in_place(out, final, trainer.args.should_save)
 
 
 def train(data: str | Path, model: str | Path, output: str | Path, *, method: str | None = None,
@@ -247,7 +252,7 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     refuse_pickle_weights(model_dir, trust)  # before the audit and the run folder, not minutes later
     checkpoint = prepare_run_dir(run_dir, resume)
     state.wait_for_everyone()  # every process has checked the folder before the main one writes into it
-    saved = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")) if checkpoint else None
+    saved = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")) if resume else None
     if saved:  # a resumed run continues with the settings it started with
         s = saved["settings"]
         method, eval_data, label_field, class_weights, template, seed = (s["method"], s["eval_data"], s["label_field"],
