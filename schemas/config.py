@@ -153,12 +153,6 @@ class ConsistencyConfig(_Section):
         "as whole words.")
 
 
-# What an answer cites when it cites internal material by name (leakage.internal_patterns).
-_INTERNAL_SOURCE = (r"(?:knowledge ?base|kb|wiki(?: page)?|doc(?:ument(?:ation)?)?s?|memo(?:randum)?s?|polic(?:y|ies)|"
-                    r"reports?|guidelines?|handbook|manual|records?|database|portal|intranet|confluence(?: page)?|"
-                    r"sharepoint(?: site)?|playbook|runbook|faq|spreadsheet|slide deck|deck)")
-
-
 class CorrespondenceConfig(_Section):
     sample_prompts: int = Field(
         2000, ge=10, description="correspondence.*: other prompts each answer is compared with (every k-th prompt of the "
@@ -200,6 +194,12 @@ class CorrespondenceConfig(_Section):
             raise ValueError(f"{value} is not a model folder (no config.json in it); give a local causal LM saved with "
                              "save_pretrained")
         return value
+
+
+# What an answer cites when it cites internal material by name (leakage.internal_patterns).
+_INTERNAL_SOURCE = (r"(?:knowledge ?base|kb|wiki(?: page)?|doc(?:ument(?:ation)?)?s?|memo(?:randum)?s?|polic(?:y|ies)|"
+                    r"reports?|guidelines?|handbook|manual|records?|database|portal|intranet|confluence(?: page)?|"
+                    r"sharepoint(?: site)?|playbook|runbook|faq|spreadsheet|slide deck|deck)")
 
 
 class LeakageConfig(_Section):
