@@ -9,15 +9,17 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datakit.fix import truncated
 from datakit.io.read import OTHER_BOMS, InputError, RawRecord, open_raw, read_raw
 from datakit.normalise import normalise
-from datakit.records import texts
 from datakit.recheck import audit_records
+from datakit.records import texts
 from schemas.config import AuditConfig
+from tests.conftest import run_cli
 from tests.fuzz.inputs import SUFFIXES, dataset_bytes, json_value, near_json, record, text, write
 from validators.base import RuleContext
 from validators.hygiene import HygieneRules
@@ -140,3 +142,24 @@ def test_truncate_fits_the_limit_and_truncating_again_changes_nothing(obj, max_t
     raw = RawRecord(1, json.dumps(cut, ensure_ascii=False), cut)
     found, _ = audit_records(normalise([raw], "fuzz.jsonl"), config, [], [LengthRules()])
     assert "length.too_long" not in set(found["rule"])
+
+
+# Inputs `make fuzz` found crashing the audit (tests/fuzz/run.py), each a regression test through the real CLI.
+FOUND_BY_FUZZING = {"empty_array.json": b"[]", "empty_array_spaced.json": b"[   ]\n",
+                    "empty_array_utf16.jsonl.gz": b"\xff\xfe[\x00]\x00\n\x00"}
+
+
+@pytest.mark.parametrize("name", sorted(FOUND_BY_FUZZING))
+def test_a_file_without_records_is_refused_with_its_name_not_a_crash(tmp_path, name):
+    stem, _, suffix = name.partition(".")
+    path = write(tmp_path, FOUND_BY_FUZZING[name], "." + suffix, stem)
+    proc = run_cli("audit", path, "--no-html", "--json", tmp_path / "r.json", timeout=120)
+    assert proc.returncode == 2 and "internal error" not in proc.stderr + proc.stdout
+    assert f"{path}: holds no records" in " ".join((proc.stderr + proc.stdout).split())
+
+
+def test_parquet_without_rows_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "zero.parquet"
+    pl.DataFrame(schema={"instruction": pl.String, "output": pl.String}).write_parquet(path)
+    with pytest.raises(InputError, match="holds no records"):
+        read_raw(path)

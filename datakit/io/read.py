@@ -229,6 +229,9 @@ class RawStream:
             for batch in _batched(groups, max_bytes, max_records):
                 self.records += len(batch)
                 yield batch
+            if not self.records:  # as unusable as an empty file, which the JSON Lines reader refuses when it opens
+                raise InputError(f"{self.path}: holds no records (an empty JSON array, or Parquet with no rows). "
+                                 "Nothing to audit.")
             self._disk.read_to_end()
             self._checksum = self._disk.checksum()
             self._notes = [] if self._parser is None else self._text.notes() + self._parser.notes()
