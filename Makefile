@@ -1,11 +1,14 @@
 # make demo: set up and audit the bundled real sample (writes report.json and report.html).
 # make test: set up with the training, dev, gx and ray extras (CPU torch from local disk) and run the tests.
+# make fuzz: coverage-guided fuzzing (atheris) of the reader and the audit for FUZZ_SECONDS (default 300); crashing
+#   inputs are saved in bench/out/fuzz-crashes; replay one with `.venv/bin/python -m tests.fuzz.run FILE`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DATA := examples/alpaca_eval_sample.json
+FUZZ_SECONDS ?= 300
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test fuzz bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +28,9 @@ demo: $(VENV)/.installed-core
 
 test: $(VENV)/.installed-all
 	$(BIN)/python -m pytest
+
+fuzz: $(VENV)/.installed-all
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m tests.fuzz.run
 
 bench: $(VENV)/.installed-all
 	$(BIN)/python bench/run.py
