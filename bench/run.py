@@ -41,7 +41,8 @@ def wall_time(command: list[str], repeat: int, cwd: Path = BENCH.parent) -> floa
 
 
 def record(title: str, intro: str, columns: list[str], row: list[str]) -> None:
-    """Append `row` to the table of section `## title` in RESULTS.md, creating the file or the section if needed."""
+    """Add `row` under the last row of the table of section `## title` in RESULTS.md (notes below the table stay
+    below it), creating the file or the section if needed."""
     sys.path.insert(0, str(BENCH.parent))
     from datakit.io.atomic import write_text
 
@@ -55,7 +56,10 @@ def record(title: str, intro: str, columns: list[str], row: list[str]) -> None:
         start = text.index(heading)
         end = text.find("\n## ", start + len(heading))
         end = len(text) if end == -1 else end + 1
-        section = text[start:end].rstrip("\n") + "\n" + line
+        section = text[start:end].rstrip("\n") + "\n"
+        rows_end = section.rfind("\n|") + 1  # the row goes under the section's last table row, above any notes
+        rows_end = section.index("\n", rows_end) + 1 if rows_end else len(section)
+        section = section[:rows_end] + line + section[rows_end:]
         text = text[:start] + section + ("\n" + text[end:] if end < len(text) else "")
     write_text(RESULTS, text)
 
