@@ -16,14 +16,14 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scale import TreeMemory, dataset, gib
+from bench_scale import audit as scale_audit
+from bench_scale import dataset, gib
 from run import machine, record
 
 from datakit.engine.ray_engine import BAND_ROW_BYTES, PIECE_BYTES
@@ -45,18 +45,7 @@ NODES, CORES, NETWORK_GBPS = 8, 16, 10  # the cluster the estimate is for
 
 
 def audit(path: Path, engine: str, out: Path) -> dict:
-    command = [str(Path(sys.executable).parent / "datakit"), "audit", str(path), "--label-field", "category", "--no-html",
-               "-q", "--json", str(out), "--engine", engine]
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    memory = TreeMemory(proc.pid)
-    _, err = proc.communicate()
-    memory.stop()
-    wall = time.perf_counter() - started
-    if proc.returncode not in (0, 1):
-        sys.exit(f"--engine {engine} on {path} failed (exit {proc.returncode}): {err[-2000:]}")
-    return {"wall": wall, "peak_sum": memory.peak_sum, "peak_one": memory.peak_one, "report": json.loads(out.read_text(encoding="utf-8")),
-            "command": f"datakit audit {path.name} --label-field category --no-html -q --json r.json --engine {engine}"}
+    return scale_audit(path, out, ("--engine", engine))
 
 
 def stages(report: dict) -> dict[str, float]:

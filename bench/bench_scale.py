@@ -70,9 +70,10 @@ class TreeMemory:
         self._thread.join()
 
 
-def audit(path: Path, out: Path) -> dict:
-    command = [str(Path(sys.executable).parent / "datakit"), "audit", str(path), "--label-field", "category", "--no-html",
-               "-q", "--json", str(out)]
+def audit(path: Path, out: Path, extra: tuple[str, ...] = ()) -> dict:
+    """One whole `datakit audit` process (`extra` options appended): wall time, peak memory of its tree, its report."""
+    options = ["--label-field", "category", "--no-html", "-q", "--json", str(out), *extra]
+    command = [str(Path(sys.executable).parent / "datakit"), "audit", str(path), *options]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     memory = TreeMemory(proc.pid)
@@ -80,10 +81,10 @@ def audit(path: Path, out: Path) -> dict:
     memory.stop()
     wall = time.perf_counter() - started
     if proc.returncode not in (0, 1):
-        sys.exit(f"audit of {path} failed (exit {proc.returncode}): {err[-2000:]}")
+        sys.exit(f"audit of {path} {' '.join(extra)} failed (exit {proc.returncode}): {err[-2000:]}")
     report = json.loads(out.read_text(encoding="utf-8"))
     return {"wall": wall, "peak_sum": memory.peak_sum, "peak_one": memory.peak_one, "report": report,
-            "command": f"datakit audit {path.name} --label-field category --no-html -q --json r.json"}
+            "command": " ".join(["datakit audit", path.name, "--label-field category --no-html -q --json r.json", *extra])}
 
 
 def gib(n: int) -> str:
