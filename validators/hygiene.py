@@ -19,6 +19,7 @@ from schemas.findings import Severity, empty_findings, findings_frame
 from schemas.patterns import BoundedPattern, PatternTooSlow, bounded
 from validators.base import Rule, RuleCode, RuleContext, code_info, sums
 from validators.empty import text_fields
+from validators.masks import FENCED_CODE, blank
 
 W = Severity.warning
 
@@ -46,7 +47,6 @@ _CONT = "[\u0080-\u00BF" + "".join(sorted(c for c in _CP1252 if ord(c) > 0xFF)) 
 # it is the multiplication sign, and '× ' (with a no-break space) is everyday arithmetic, not mojibake.
 MOJIBAKE = f"[\u00C2-\u00D6\u00D8-\u00DF]{_CONT}|[\u00E0-\u00EF]{_CONT}{{2}}|[\u00F0-\u00F4]{_CONT}{{3}}"
 
-_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
 _BR = re.compile(r"(?i)<br\s*/?>")
 _JOINERS = {"\u200c", "\u200d"}
 _CJK = re.compile(r"[\u2E80-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\uFF00-\uFFEF]")
@@ -85,7 +85,7 @@ class HygieneRules(Rule):
             codes = [c for c in patterns if row[c]]
             base = {"source": row["source"], "line": row["line"], "record_id": row["id"]}
             for field, _, value in text_fields(row):
-                masked = _mask_code(value or "")
+                masked = blank(value or "", FENCED_CODE)
                 for code in codes:
                     try:
                         hit = detectors[code](value or "", masked)
@@ -197,11 +197,6 @@ def _markers(patterns: list[str], shape: Callable[[str], str] = str) -> list[Bou
     return bounded(patterns, "hygiene.template_markers", builtin_patterns(HygieneConfig, "template_markers"), shape)
 
 
-def _mask_code(text: str) -> str:
-    """The text with fenced and inline code blanked out (same length, so match positions still index the original)."""
-    return _CODE.sub(lambda m: " " * len(m.group()), text)
-
-
 def _is_html_document(text: str) -> bool:
     """A whole page (doctype or <html>) is content someone asked for, not debris."""
     head = text.lower()
@@ -237,8 +232,8 @@ def _repair_once(text: str, markers: list[BoundedPattern]) -> str:
     text = control.sub(lambda m: m.group() if _legitimate_joiner(m.string, m.start()) else "", text)
     if _is_html_document(text):
         return text
-    pieces = _CODE.split(text)
-    codes = _CODE.findall(text)
+    pieces = FENCED_CODE.split(text)
+    codes = FENCED_CODE.findall(text)
     out = []
     for i, piece in enumerate(pieces):
         piece = _BR.sub("\n", piece)
