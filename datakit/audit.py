@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 import polars as pl
 
 import datakit
@@ -183,20 +184,26 @@ def write_sidecar(findings: pl.LazyFrame, path: Path) -> None:
 
 @dataclass
 class AuditRun:
-    """An audit of records held in memory: the records, every finding (with messages), the report, the eval sets."""
+    """An audit of records held in memory: the records, every finding (with messages), the report, the eval sets, and
+    per record (by id) the group it cannot be split from (`datakit.split.leak_groups`), for a leakage-free hold-out."""
 
     dataset: Dataset
     findings: pl.DataFrame
     report: AuditReport
     against: list[Dataset]
     metrics: pl.DataFrame
+    leak_groups: np.ndarray
 
 
 def run_audit(path: str | Path, config: AuditConfig, progress: bool = False) -> AuditRun:
     """Audit a file small enough to hold in memory and keep its records (trainkit trains on exactly those)."""
+    from datakit.split import leak_groups  # split runs audits itself: imported when called
+
     ds = load(path, config.label_field)
     with Audit(ds, config, progress=progress, inline_limit=1 << 62, extra_measures=GX_MEASURES) as run:
-        return AuditRun(ds, run.findings_frame(), run.report, run.against, run.metrics())
+        keys = run.records().select("id", "valid", "prompt_hash", "record_hash").collect(engine="streaming")
+        clusters = run.measured.get("near_dup", pl.DataFrame(schema={"id": pl.Int64, "near_dup_cluster": pl.Int64}))
+        return AuditRun(ds, run.findings_frame(), run.report, run.against, run.metrics(), leak_groups(keys, clusters))
 
 
 def audit(path: str | Path, config: AuditConfig | None = None, *, config_file: str | Path | None = None,

@@ -89,9 +89,9 @@ def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share:
     leakage = any(r.family == "leakage" for r in select())
     with output_lock("datakit split", [*files.values(), out_dir / "rejected.jsonl"]):
         remove_stale_dirs(out_dir, DRAFTS)
-        group_of = _groups(rows, clusters)
+        group_of = leak_groups(rows, clusters)
         parsed, unreadable = _reject_unreadable(path, out_dir / "rejected.jsonl")
-        assigned = _assign(rows, parsed, group_of, stratify is not None, eval_share, test_share, seed)
+        assigned = assign_groups(rows, parsed, group_of, stratify is not None, eval_share, test_share, seed)
         result = SplitResult(source=str(path), counts={}, files=files, groups=0, grouped_records=0, moved_for_leakage=0)
         held_out = int((assigned > 0).sum())
         if leakage and held_out <= DECONTAMINATE_MAX:
@@ -127,7 +127,7 @@ def split(path: str | Path, output_dir: str | Path | None = None, *, eval_share:
     return result
 
 
-def _groups(rows: pl.DataFrame, clusters: pl.DataFrame) -> np.ndarray:
+def leak_groups(rows: pl.DataFrame, clusters: pl.DataFrame) -> np.ndarray:
     """Group id per record: records that share a prompt (the leakage rule's exact match), a whole record, or a
     near-duplicate cluster share one, linked through any chain of these (connected components, as near-duplicate
     clusters are found)."""
@@ -139,8 +139,8 @@ def _groups(rows: pl.DataFrame, clusters: pl.DataFrame) -> np.ndarray:
     return components(rows.height, edges["first"].to_numpy(), edges["id"].to_numpy())[1]
 
 
-def _assign(rows: pl.DataFrame, readable: np.ndarray, group_of: np.ndarray, stratified: bool, eval_share: float,
-            test_share: float, seed: int) -> np.ndarray:
+def assign_groups(rows: pl.DataFrame, readable: np.ndarray, group_of: np.ndarray, stratified: bool, eval_share: float,
+                  test_share: float, seed: int) -> np.ndarray:
     """Split per record (0 train, 1 eval, 2 test, -1 unreadable): whole groups, in a seeded order, fill eval then test
     up to their share of each stratum."""
     labels = rows["label"].to_list() if stratified else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +20,30 @@ def read_dataset(path: str | Path, label_field: str | None = None) -> pl.DataFra
     return load(path, label_field).valid
 
 
-def holdout(frame: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFrame | None, str]:
-    """Split off 10% (at most 1000 records) for evaluation, by a seeded permutation: the same split every run.
+def holdout(frame: pl.DataFrame, seed: int, groups: np.ndarray | None = None) -> tuple[pl.DataFrame, pl.DataFrame | None, str]:
+    """Split off 10% (at most 1000 records) for evaluation without leakage: `groups` (per record id, from the audit
+    gate: `AuditRun.leak_groups`) says which records share a prompt, a whole record or a near-duplicate cluster, and
+    such a group goes to one side whole (`datakit.split.assign_groups`, seeded: the same split every run). With labels,
+    every class keeps its share of the eval records, so each class gets an eval loss.
 
     Fewer than 20 records: no eval split (each record is needed for training; early stopping is off).
     """
+    from datakit.split import assign_groups  # datakit.split imports the audit engine: imported when called
+
     n = frame.height
     if n < HOLDOUT_MIN_RECORDS:
         return frame, None, f"{n} records (<{HOLDOUT_MIN_RECORDS}): no eval split; early stopping and the overfitting check are off"
-    size = max(1, min(HOLDOUT_MAX, round(n * HOLDOUT_SHARE)))
-    order = np.random.default_rng(seed).permutation(n)
-    eval_rows = np.sort(order[:size])
-    mask = np.zeros(n, dtype=bool)
-    mask[eval_rows] = True
-    flags = pl.Series(mask)
-    why = (f"{size} of {n} records held out for evaluation (seed {seed}); for a split where near-duplicates never "
-           "straddle train and eval, pass --eval with a file from `datakit split`")
+    share = min(HOLDOUT_SHARE, HOLDOUT_MAX / n)
+    group_of = groups[frame["id"].to_numpy()] if groups is not None else np.arange(n)
+    stratified = frame["label"].null_count() < n
+    assigned = assign_groups(frame, np.ones(n, dtype=bool), group_of, stratified, share, 0.0, seed)
+    flags = pl.Series(assigned == 1)
+    held = int(flags.sum())
+    sizes = Counter(group_of.tolist())
+    kept = sum(1 for size in sizes.values() if size > 1)
+    why = (f"{held} of {n} records held out for evaluation (seed {seed}{', the same share of each label' if stratified else ''}); "
+           f"{kept} group(s) of duplicates, shared prompts or near-duplicates kept whole on one side, so none straddles "
+           "train and eval")
     return frame.filter(~flags), frame.filter(flags), why
 
 

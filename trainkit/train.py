@@ -131,10 +131,10 @@ def prepare_run_dir(output: Path, resume: bool) -> Path | None:
     return None
 
 
-def split_data(train_frame: pl.DataFrame, eval_data: Path | None, label_field: str | None, seed: int):
+def split_data(train_frame: pl.DataFrame, eval_data: Path | None, label_field: str | None, seed: int, groups):
     if eval_data is not None:
         return train_frame, read_dataset(eval_data, label_field), f"eval records from --eval {eval_data}"
-    return holdout(train_frame, seed)
+    return holdout(train_frame, seed, groups)
 
 
 def fitting(examples: list[Example], max_length: int) -> list[Example]:
@@ -275,9 +275,10 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
                        f"{saved['data_checksum']}); resuming would not continue the same run. Start a new run.")
 
     # 2. split the audited records (not a second read of the file), 3. tokenise
-    train_frame = audited.dataset.valid.select(list(BASE_SCHEMA))
+    train_frame, groups = audited.dataset.valid.select(list(BASE_SCHEMA)), audited.leak_groups
     del audited  # its measurement columns (MinHash signatures, ...) are not needed while training
-    train_frame, eval_frame, eval_reason = split_data(train_frame, Path(eval_data) if eval_data else None, label_field, seed)
+    train_frame, eval_frame, eval_reason = split_data(train_frame, Path(eval_data) if eval_data else None, label_field, seed,
+                                                      groups)
     tokenizer = load_tokenizer(model_dir, trust)
     tok = tokenize_frame(train_frame, tokenizer, template)
     tok_eval = tokenize_frame(eval_frame, tokenizer, tok.template) if eval_frame is not None and eval_frame.height else None
