@@ -102,15 +102,73 @@ class Diagnosis(TrainerCallback):
                          "is the loss mask on the answers? see the audit report).")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        eval_loss = (metrics or {}).get("eval_loss")
-        if eval_loss is None or not self.train_losses:
-            return
-        recent = self.train_losses[-3:]
-        train_loss = sum(recent) / len(recent)
-        if eval_loss > train_loss * (1 + OVERFIT_GAP):
-            self.say("overfit", f"eval loss {eval_loss:.3f} is {100 * (eval_loss / train_loss - 1):.0f}% above train loss "
-                     f"{train_loss:.3f} at step {state.global_step}: the model is memorising; fewer epochs, more data, "
-                     "a lower learning rate or a smaller LoRA rank help (early stopping keeps the best checkpoint).")
+        found = overfitting(state.log_history)
+        if found:
+            self.say("overfit", found.advice())
+
+
+@dataclass(frozen=True)
+class Overfit:
+    """Where overfitting began: eval loss lowest at `best_step`, rising from the next evaluation on while train loss
+    fell, and at `seen_step` over OVERFIT_GAP above train loss."""
+
+    epoch: int  # the epoch (1-based) of the first evaluation after the lowest eval loss
+    step: int
+    best_step: int
+    best_epoch: int
+    best_eval: float
+    seen_step: int
+    seen_eval: float
+    train_at_best: float
+    train_at_seen: float
+
+    @property
+    def gap(self) -> float:
+        return self.seen_eval / self.train_at_seen - 1
+
+    def advice(self) -> str:
+        return (f"overfitting from epoch {self.epoch} (step {self.step}): eval loss rose from {self.best_eval:.3f} (step "
+                f"{self.best_step}) to {self.seen_eval:.3f} (step {self.seen_step}) while train loss fell from "
+                f"{self.train_at_best:.3f} to {self.train_at_seen:.3f}; eval is {100 * self.gap:.0f}% above train (over "
+                f"{100 * OVERFIT_GAP:.0f}%). Remedies, in order: 1) fewer epochs: --epochs {self.best_epoch} (eval loss was "
+                f"lowest in epoch {self.best_epoch}); 2) more data: the model is memorising these records; 3) more "
+                "dropout: --lora-dropout 0.1 (default 0.05); 4) early stopping: on whenever there is an eval split, it "
+                f"keeps the checkpoint of step {self.best_step}.")
+
+
+def _epoch(value: float) -> int:
+    """The 1-based epoch a fractional epoch count falls in (0.4 -> 1, 1.0 -> 1, 1.5 -> 2)."""
+    return max(1, math.ceil(value - 1e-9))
+
+
+def overfitting(log_history: list[dict]) -> Overfit | None:
+    """The documents' overfitting check on a Trainer log history: at some evaluation, eval loss is above its lowest so
+    far, the train loss (mean of the last 3 logged) is below what it was at that lowest point, and eval loss is more than
+    OVERFIT_GAP above train loss. Returns the first such evaluation, with the epoch where the rise began."""
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and math.isfinite(h["loss"])]
+    evals, seen_steps = [], set()
+    for h in log_history:
+        if "eval_loss" in h and h["step"] not in seen_steps:  # a final evaluation of the best checkpoint repeats a step
+            seen_steps.add(h["step"])
+            evals.append(h)
+
+    def train_at(step: int) -> float | None:
+        recent = [loss for s, loss in train if s <= step][-3:]
+        return sum(recent) / len(recent) if recent else None
+
+    for j in range(1, len(evals)):
+        best = min(range(j), key=lambda i: (evals[i]["eval_loss"], i))
+        now, low = evals[j], evals[best]
+        train_now, train_low = train_at(now["step"]), train_at(low["step"])
+        if train_now is None or train_low is None or train_now <= 0:
+            continue
+        if (now["eval_loss"] > low["eval_loss"] and train_now < train_low
+                and now["eval_loss"] > train_now * (1 + OVERFIT_GAP)):
+            start = evals[best + 1]
+            return Overfit(epoch=_epoch(start.get("epoch", 0.0)), step=start["step"], best_step=low["step"],
+                           best_epoch=_epoch(low.get("epoch", 0.0)), best_eval=low["eval_loss"], seen_step=now["step"],
+                           seen_eval=now["eval_loss"], train_at_best=train_low, train_at_seen=train_now)
+    return None
 
 
 class InterruptToCheckpoint(TrainerCallback):
