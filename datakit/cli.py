@@ -173,6 +173,7 @@ def fix(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     score_model: Annotated[Path | None, typer.Option(help="Local causal LM folder scoring each answer's IFD (for --keep-top-ifd).")] = None,
     keep_top_ifd: Annotated[float | None, typer.Option(help="Keep this share of the records with IFD < 1, highest IFD first; reject the rest (needs --score-model).")] = None,
+    decisions: Annotated[Path | None, typer.Option(help="Decisions file written by `datakit review`: applied first, then the automatic repairs to the rest.")] = None,
 ) -> None:
     """Repair what can be repaired, move the rest to a rejected file with its reasons: clean + rejected == input."""
     from datakit.fix import fix as fix_file
@@ -186,7 +187,8 @@ def fix(
                       tokenizer=str(tokenizer) if tokenizer else None, only=_split(only), skip=_split(skip),
                       pii={"action": pii} if pii else None, fix={"over_length": over_length} if over_length else None,
                       score_model=str(score_model) if score_model else None,
-                      correspondence={"keep_top_ifd": keep_top_ifd} if keep_top_ifd is not None else None)
+                      correspondence={"keep_top_ifd": keep_top_ifd} if keep_top_ifd is not None else None,
+                      decisions=decisions)
     print_summary(result, out)
 
 

@@ -93,11 +93,13 @@ class FixResult:
     rejected_path: Path | None = None
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)
+    reviewed: dict[str, int] = field(default_factory=dict)  # review decision -> records it was applied to (--decisions)
 
 
 def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path | None = None, *, dry_run: bool = False,
         config: AuditConfig | None = None, config_file: str | Path | None = None, progress: bool = False,
-        engine: str = "local", ray_address: str | None = None, **options: Any) -> FixResult:
+        engine: str = "local", ray_address: str | None = None, decisions: str | Path | None = None,
+        **options: Any) -> FixResult:
     """Fix one dataset file into `output` (the input's record format, in the container the name says: .jsonl, .json,
     .parquet, optionally .gz) and `rejected` (default `<output>.rejected.jsonl`).
 
@@ -106,6 +108,7 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
 
     Options are those of `datakit.audit` (max_tokens, against, only, ...), plus config sections such as
     `pii={"action": "reject"}` or `fix={"over_length": "truncate"}`. With `dry_run` nothing is written.
+    `decisions` is a file of `datakit review` decisions, applied before the automatic repairs (datakit/review/apply.py).
     """
     if config is None:
         config = build_config(config_file, **options)
@@ -119,12 +122,18 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
         rejected_container(rej_path)  # a rejected file that cannot be written is refused before the work
     from validators import select  # imported when called: rule families import datakit.measure, and so datakit
 
+    review = None
+    if decisions is not None:
+        from datakit.review.apply import ReviewedRecords
+        from datakit.review.decisions import load_decisions
+
+        review = ReviewedRecords(load_decisions(decisions))
     rules = select(config.only, config.skip)
     actions = _actions(select(), config)  # every family's: read findings carry format codes even when format is skipped
     with (output_lock("datakit fix", [clean_path, rej_path]),
           Audit(path, config, progress=progress, engine=engine, ray_address=ray_address) as run, Spill() as work,
           Stages(enabled=progress) as stages):
-        fixer = _Fixer(path, config, rules, actions, run, work)
+        fixer = _Fixer(path, config, rules, actions, run, work, review)
         fixer.repair_and_judge(stages)
         fixer.judge_relations(progress)
         result = fixer.result(clean_path, rej_path, dry_run)
@@ -155,8 +164,10 @@ class _Fixer:
     """The state of one fix between its passes; everything per record lives on disk in `work`."""
 
     def __init__(self, path: str | Path, config: AuditConfig, rules: list[Rule], actions: dict[str, str | None],
-                 run: Audit, work: Spill):
+                 run: Audit, work: Spill, review: Any = None):
         self.path, self.config, self.rules, self.actions, self.run, self.work = path, config, rules, actions, run, work
+        self.review = review  # datakit.review.apply.ReviewedRecords, or None
+        self.reviewed: set[int] = set()  # lines the reviewer kept or edited: no automatic repair or drop touches them
         self.owners = {c.code: rule for rule in rules for c in rule.codes}
         self.plan = Plan.of(rules)
         self.ctx = RuleContext(config=config, against=run.against, path=str(path), measured=measurement_facts(self.plan, config, run.against))
@@ -189,9 +200,13 @@ class _Fixer:
             raise InputError(f"{self.path}: the file changed while it was being fixed; run `datakit fix` again once "
                              "nothing writes to it.")
         self.records = first
+        if self.review is not None:
+            self.review.notes += self.review.unmatched(first)
 
     def _batch(self, records: list[RawRecord], reasons: dict[int, list[dict]], survivors, rejected) -> None:
         """Repair rounds over one batch, then each record either survives (written with its reasons) or is rejected."""
+        decided = self.review.of_batch(records) if self.review is not None else {}
+        reasons = {i: rs for i, rs in reasons.items() if i not in decided or decided[i].action == "accept"}
         objects = [r.obj for r in records]
         repaired_by: dict[int, set[str]] = {}
         unrepaired: set[int] = set()  # the repair changed nothing, or truncation cannot fit the record
@@ -214,6 +229,9 @@ class _Fixer:
         for i in unrepaired:
             reasons[i] = [r | {"fix": "unrepaired"} if r["fix"] in ("repair", "truncate") else r for r in reasons.get(i, [])]
         for i, rec in enumerate(records):
+            if i in decided and decided[i].action != "accept":
+                self._write_reviewed(rec, decided[i], survivors, rejected)
+                continue
             rs = reasons.get(i, [])
             if rec.error is not None or i in unrepaired or any(r["fix"] == "drop" and not _relational(r, self.source) for r in rs):
                 self._tally_rejected(rs)
@@ -223,6 +241,19 @@ class _Fixer:
                                        ensure_ascii=False) + "\n")
             if i in repaired_by:
                 self._note_changes(rec, objects[i], repaired_by[i])
+
+    def _write_reviewed(self, rec: RawRecord, decision: Any, survivors, rejected) -> None:
+        """A record the reviewer dropped goes to REJ with the reviewer's reason; one kept or edited goes on as decided."""
+        from datakit.review.apply import review_reason
+
+        if decision.action == "drop":
+            reasons = [review_reason(decision)]
+            self._tally_rejected(reasons)
+            rejected.write(json.dumps(rejection(self.source, rec.line, rec.text, rec.obj, reasons), ensure_ascii=False) + "\n")
+            return
+        self.reviewed.add(rec.line)
+        record = decision.record if decision.action == "edit" else rec.obj
+        survivors.write(json.dumps({"line": rec.line, "record": record, "repaired": []}, ensure_ascii=False) + "\n")
 
     def _recheck(self, records: list[RawRecord], objects: list[Any], changed: list[int]) -> dict[int, list[dict]]:
         """Reasons of the changed records as they are now: each family's per-record checks (their relations to
@@ -248,6 +279,8 @@ class _Fixer:
             rows = with_messages(found.join(dropped, on="line").collect(engine="streaming")
                                  .sort(["line", "rule", "related_line"], nulls_last=True))  # the streaming join's order varies
         for line, group in rows.partition_by("line", as_dict=True).items():
+            if line[0] in self.reviewed:
+                continue
             self.relational_rejects[line[0]] = [{k: r[k] for k in _REASON_FIELDS if r[k] is not None}
                                                 | {"fix": self.actions.get(r["rule"])} for r in group.iter_rows(named=True)]
 
@@ -286,7 +319,9 @@ class _Fixer:
             repaired=dict(sorted(kept_repaired.items())), dropped=dict(sorted(self.dropped.items())),
             unrepaired=dict(sorted(self.unrepaired.items())),
             changes=[c for c in self.changes if c.line not in self.relational_rejects][:EXAMPLES], rounds=self.rounds,
-            container=self.container, gzip=self.gzip, clean_path=clean_path, rejected_path=rej_path, dry_run=dry_run)
+            container=self.container, gzip=self.gzip, clean_path=clean_path, rejected_path=rej_path, dry_run=dry_run,
+            reviewed=dict(sorted(self.review.applied.items())) if self.review else {},
+            notes=list(self.review.notes) if self.review else [])
 
     def _tally_rejected(self, reasons: list[dict]) -> None:
         self.rejected_count += 1
@@ -410,13 +445,15 @@ def print_summary(result: FixResult, console: Console, diffs: int = 3) -> None:
                   show_header=True, header_style="bold")
     for col in ("rule", "action", "records"):
         table.add_column(col, justify="right" if col == "records" else "left")
+    for action, n in ((a, n) for a, n in result.reviewed.items() if a != "drop"):  # drops: under review.drop below
+        table.add_row(f"review.{action}", "decided by the reviewer" if action != "accept" else "repair accepted by the reviewer", str(n))
     for code, n in result.repaired.items():
         table.add_row(code, "repaired", str(n))
     for code, n in result.dropped.items():
         table.add_row(code, "rejected", str(n))
     for code, n in result.unrepaired.items():
         table.add_row(code, "rejected: repair could not fix it", str(n))
-    if not (result.repaired or result.dropped or result.unrepaired):
+    if not (result.repaired or result.dropped or result.unrepaired or result.reviewed):
         table.add_row("(none)", "nothing to fix", "0")
     console.print(table)
     if result.dry_run:
