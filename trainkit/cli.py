@@ -156,6 +156,45 @@ def merge(
     out.print(f"merged model written to {path}", highlight=False)
 
 
+RUN_DIR_HELP = "Run folder written by `trainkit train`."
+MERGED_HELP = "Answer with this merged model folder (`trainkit merge`) instead of base + adapter."
+BASE_HELP = "Answer with the base model alone (no adapter), to compare."
+
+
+@app.command()
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help=RUN_DIR_HELP)],
+    data: Annotated[Path, typer.Option("--data", help="Prompts: any file `datakit audit` reads; each record's last answer is the reference.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions file (.jsonl, .json or .parquet, optionally .gz).")],
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,
+    temperature: Annotated[float, typer.Option(help="0 = greedy (the default); above 0 samples.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling share when --temperature > 0.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for sampling: the same seed gives the same answers.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
+    merged: Annotated[Path | None, typer.Option(help=MERGED_HELP)] = None,
+    base: Annotated[bool, typer.Option("--base", help=BASE_HELP)] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)] = False,
+    allow_pickle_weights: Annotated[bool, typer.Option("--allow-pickle-weights", help=PICKLE_HELP)] = False,
+) -> None:
+    """Answer every prompt of --data with the run's model; write source line, reference and prediction per record."""
+    from trainkit.predict import generate as run
+
+    r = run(run_dir, data, output, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+            batch_size=batch_size, merged=merged, base=base, trust_remote_code=trust_remote_code,
+            allow_pickle_weights=allow_pickle_weights, progress=True)
+    for note in r.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for s in r.skipped[:20]:
+        err.print(f"[yellow]skipped[/] {escape(str(s))}", highlight=False, soft_wrap=True)
+    if len(r.skipped) > 20:
+        err.print(f"[yellow]skipped[/] ... and {len(r.skipped) - 20} more", highlight=False)
+    if r.over_length:
+        err.print(f"[yellow]note:[/] {r.over_length} prompt(s) are longer than the run's max_length ({r.max_length} tokens): "
+                  "the adapter never trained on such lengths, so expect weaker answers there.", highlight=False)
+    out.print(f"{r.written} prediction(s) from the {escape(r.answers_with)} in {r.seconds:.1f}s ({r.records_per_s:.2f} records/s); "
+              f"{len(r.skipped)} record(s) skipped\noutput: {escape(str(r.output))}", highlight=False)
+
+
 @app.command()
 def version() -> None:
     """Print the trainkit version."""
