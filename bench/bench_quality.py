@@ -135,16 +135,16 @@ def write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def quality(per_family: int, seed: int, tmp: Path, show: int = 0) -> None:
+def quality(per_family: int, seed: int, tmp: Path, show: int = 0, families: tuple[str, ...] = FAMILIES) -> None:
     rng = random.Random(seed)
     sets = {name: SHARED / "data" / rel for name, rel in CLEAN.items()}
     clean: dict[str, list[dict]] = {}
     print("| family | clean set | records | answers flagged (warning) | share |\n|---|---|---:|---:|---:|")
-    unflagged: dict[str, list[dict]] = {f: [] for f in FAMILIES}
+    unflagged: dict[str, list[dict]] = {f: [] for f in families}
     for name, path in sets.items():
         clean[name] = records(path)
         file = write(tmp / f"{name}.jsonl".replace(" ", "_"), clean[name])
-        for family in FAMILIES:
+        for family in families:
             lines = flagged(file, family)
             prompts = f" (+{len(flagged(file, family, 'info'))} prompts, info)" if family == "spelling" else ""
             shown = f"{len(lines):,}{prompts}"
@@ -161,7 +161,8 @@ def quality(per_family: int, seed: int, tmp: Path, show: int = 0) -> None:
                 "accuracy": lambda r: None if said.asks_opinion(r["instruction"] + r["input"]) else plant_hedge(r, rng)}
     print("\n| family | planted copies (en / zh) | found | recall | extra records flagged among the clean |\n"
           "|---|---:|---:|---:|---:|")
-    for family in FAMILIES:
+    for family in families:
+        rng.seed(f"{seed}:{family}")  # each family's copies are the same whichever families run
         pool = unflagged[family][:]
         rng.shuffle(pool)
         planted = {"en": [], "zh": []}
@@ -204,12 +205,13 @@ def main() -> None:
     parser.add_argument("--per-family", type=int, default=200, help="planted copies per family (half English, half Chinese)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show-misses", action="store_true", help="print every planted copy the family missed")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="the families to measure (comma-separated)")
     parser.add_argument("--speed", type=int, default=0, help="also time audits of this many bench records")
     args = parser.parse_args()
     if not (SHARED / "data").is_dir():
         raise SystemExit(f"{SHARED / 'data'} is absent: nothing to measure")
     with tempfile.TemporaryDirectory() as tmp:
-        quality(args.per_family, args.seed, Path(tmp), args.show_misses)
+        quality(args.per_family, args.seed, Path(tmp), args.show_misses, tuple(args.families.split(",")))
         if args.speed:
             speed(args.speed, Path(tmp))
 

@@ -91,6 +91,34 @@ def test_missing_end_punctuation_is_flagged_where_the_dataset_normally_has_it(tm
     assert summary["no_end_punctuation"].startswith("judged: 96.0% of 50 prose answers")
 
 
+def test_cut_structures_that_leave_a_plausible_end_are_flagged(tmp_path):
+    answers = ["1.保持冷静。\n2.按下警铃。\n3.不要",  # Chinese list marks without a space
+               "1. Mount Everest - the highest mountain in the world.\n2. K2 - Located in the Karakoram Range, on",
+               "| 特征 | 有人驾驶 | 无人驾驶 |\n|---|---|---|\n| 成本 | 高 | 低 |\n|安全| 更高，因为需要为乘员提供",
+               '标语：\n1、"一杯咖啡，一个好开始"\n2、"来一']
+    assert flagged(tmp_path, answers) == [(1, "completeness.truncated_list"), (2, "completeness.truncated_list"),
+                                          (3, "completeness.truncated_table"), (4, "completeness.unclosed_quote")]
+
+
+def test_whole_lists_tables_and_quoted_items_are_not_cut_offs(tmp_path):
+    answers = ["1.保持冷静。\n2.按下警铃。\n3.等待救援。", "1. Buy milk.\n2. Call mom",
+               "| a | b |\n|---|---|\n| 1 | 2 |", '1、"一杯咖啡"\n2、"来一杯茶"', "Use a pipe: | grep x"]
+    assert flagged(tmp_path, answers) == []
+
+
+def test_short_or_comma_joined_endings_count_as_prose_when_cut(tmp_path):
+    """A clause after a comma, a number closing words, a new paragraph that stops at once, verse lines running on: each
+    is judged against the dataset's usual full stop; enumerations, list entries and formulas are not."""
+    cut = ["Based on the specialties of the business mentioned, it", "In the United States, a clerk earns about $31,000",
+           "现在，我们可以用乘法和除法计算式子的其余部", "The report covers every region.\n\nThe ancient",
+           "这是一份以生物和数学为重点的课程表。您",
+           "The sun shines brightly in the sky,\nOn blooming flowers that never die,\nThe warmth it"]
+    whole = ["China, US, Brazil, Japan, Canada", "Ice cubes, cold water, shade", "8. Once approved, merge the request",
+             "x = 5 + 3 = 8", "The war ended in 1918.", "苹果，香蕉，橙子", "- Domesticated"]
+    rows = flagged(tmp_path, FINISHED_EN + FINISHED_ZH + cut + whole)
+    assert rows == [(49 + i, "completeness.no_end_punctuation") for i in range(len(cut))]
+
+
 def test_a_dataset_whose_answers_rarely_close_is_not_flagged_wholesale(tmp_path):
     verse = [f"The river {i} runs beneath the hill of stone and the wind goes soft over the quiet morning field"
              for i in range(30)]
@@ -133,7 +161,7 @@ REVIEWED = {  # every finding on the real sets, each looked at: all cut-offs but
     "alpaca_zh_sample.json": [44],
     "glaive_toolcall_en_sample.json": [52], "identity.json": [37], "messages_sample.jsonl": [37],  # 37: '...不断进化' no 。
     "alpaca_eval_outputs.json": [10, 139, 249, 291, 787], "eval_set.json": [201, 519, 680],  # 680: 是…的 sentence without 。
-    "alpaca_en_demo.json": [125, 180, 270, 346, 464, 731, 783, 899], "alpaca_zh_demo.json": [44, 493, 632, 807, 990],
+    "alpaca_en_demo.json": [125, 180, 270, 346, 464, 731, 783, 899], "alpaca_zh_demo.json": [44, 493, 632, 807, 947, 990],
     "glaive_toolcall_en_demo.json": [52, 244], "glaive_toolcall_zh_demo.json": [237],
     "v1_sft_demo.jsonl": [37, 175, 230, 320, 396],
     "seed_tasks.jsonl": [102],  # 102: 'This is standard Arabic' without a full stop

@@ -24,15 +24,22 @@ from validators.masks import CODE, LINK, blank
 W = Severity.warning
 
 FENCE = r"```|(?m:^[ \t]*~~~)"
-LIST_ITEM = r"^[^\S\n]*(?:[-*+•]|\d{1,3}[.)、]|[a-zA-Z][.)]|[(（]\d{1,3}[)）])(?:[^\S\n]+|$)"
+LIST_MARKER = r"^[^\S\n]*(?:[-*+•]|\d{1,3}[.)、]|[a-zA-Z][.)]|[(（]\d{1,3}[)）])"
+HAN = "\u4e00-\u9fff"
+# A marker, then a space, the line's end or (Chinese writes '1.保持冷静') a Han character. Python's re keeps that
+# character out of the match with a lookahead; polars' regex has none, so it captures it and puts it back.
+LIST_ITEM = LIST_MARKER + rf"(?:[^\S\n]+|$|(?=[{HAN}]))"
+LIST_ITEM_PL = LIST_MARKER + rf"(?:[^\S\n]+|$|([{HAN}]))"
 LABEL = r"^[^\n:：]{1,20}[:：][^\S\n]*"  # "Step 2: ", "朋友B：": set aside before the prose test, like a list marker
 # An ending that leaves the sentence open: a letter or CJK character, or a comma, colon, dash or joining sign (polars
 # regex, and the same for Python's re).
 OPEN_END = r"[\p{L},，:：;；、\-–—/&+=(（]$"
+# A number closing words ('...is approximately $31,000', '并在202'): the sentence is as open as after a word.
+DIGIT_END = r"(?:[A-Za-z][,，]?[^\S\n]+[$€£¥]?|\p{Han})\d(?:[\d,.]*\d)?$"
 OPEN_END_RE = re.compile(r"(?:[^\W\d_]|[,，:：;；、\-–—/&+=(（])$")
-# Not prose: a table row, heading, quote or code line, a formula or markup, a list written on one line ('1. a 2. b
+# Not prose: a table row, heading, quote or code line, a line ending in a formula or markup, a list written on one line ('1. a 2. b
 # 3. c'), or a line ending on a hashtag, a link, an attribution ('" - Albert Einstein') or a sign-off ('祝好，艾米丽').
-NOT_PROSE = (r"^[^\S\n]*[|#>}{]|[{};]\s*$|\s=|=>|</?[A-Za-z]|#\w+$|(?:https?://|www\.)\S+$"
+NOT_PROSE = (r"^[^\S\n]*[|#>}{]|[{};]\s*$|\s=[^=\n]{0,30}$|=>|</?[A-Za-z]|#\w+$|(?:https?://|www\.)\S+$"
              r"|\s[—–-]{1,2}\s*\p{Lu}[\p{L}.' ]{1,40}$|(?:祝好|祝福|敬礼|此致|谢谢|问候|敬上|爱你的)[,，]\s*\p{Han}{2,4}$"
              r"|(?:(?:^|\s)\d{1,2}[.)、]\s*\S[^\n]*){3}")
 LABELS = r"\w[:：][^\S\n]"  # two or more in one line: a record written out ('Main: fish, Side: rice'), not prose
@@ -44,7 +51,8 @@ SENTENCE_END = re.compile(r"[.!?。！？]")
 COMPOUNDS = ("温和", "平和", "总和", "缓和", "柔和", "饱和", "暖和", "调和", "附和", "随和", "中和", "祥和", "谦和", "共和", "讲和")
 EXCERPT = 80
 PER_RECORD = ("completeness.unclosed_code_fence", "completeness.unclosed_bracket", "completeness.unclosed_quote",
-              "completeness.truncated_list", "completeness.dangling_word")
+              "completeness.truncated_list", "completeness.truncated_table", "completeness.dangling_word")
+TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 
 
 def last_answer() -> pl.Expr:
@@ -55,32 +63,50 @@ def last_answer() -> pl.Expr:
 
 def endings(valid: pl.DataFrame) -> pl.DataFrame:
     """Per answered record: its last answer and what its ending shows, vectorised: the last line; whether that line
-    (past a list marker or a "label:") is prose long enough to judge punctuation on (a sentence end inside it or
-    closing the paragraph before it, or 12 words / 25 CJK characters: shorter lines without one are often titles or
-    list entries); whether the answer ends open; and whether a closer look in Python is needed (a fence count,
-    bracket or quote imbalance, a list item or an open ending)."""
+    (past a list marker or a "label:") is prose long enough to judge punctuation on; whether the answer ends open
+    (on a letter, a digit after words, or a joining sign); and whether a closer look in Python is needed (a fence
+    count, bracket or quote imbalance, a list item or an open ending).
+
+    Long enough: a sentence end inside the line or closing the paragraph before it (with 2 words / 1 CJK character
+    after it: a new paragraph that stops at once was cut), a clause joined by a comma (6 words / 6 CJK characters),
+    or a sentence of 12 words / 25 CJK characters, or 6 / 10 when it runs on over lines ending with a comma (verse,
+    a long sentence broken into lines). Shorter lines without any of these are often titles or list entries."""
     answer = last_answer().fill_null("").str.strip_chars_end()
     rows = valid.filter(pl.col("format") != "prompts").select("id", "source", "line", answer.alias("answer")).filter(
         ~pl.col("answer").str.contains(BLANK))
     last_line = pl.col("answer").str.extract(r"([^\n]*)$", 1)
-    content = pl.col("last_line").str.replace(LIST_ITEM, "").str.replace(LABEL, "")
-    words = content.str.count_matches(r"[A-Za-z]+")
-    cjk = content.str.count_matches(r"\p{Han}")
-    inner_end = content.str.contains(r"(?:[^\d\s][.!?]|[。！？])['\"”’)）]?(?:\s+|[\p{Han}])\S")  # not "2. " numbering
+    content = pl.col("last_line").str.replace(LIST_ITEM_PL, "${1}").str.replace(LABEL, "")
+    # The unfinished sentence the answer ends with: back over lines ending with a comma, to the last sentence end.
+    before = (pl.col("answer").str.extract(r"((?:[^\n]*[,，;；][^\S\n]*\n)*)[^\n]*$", 1)
+              .str.replace(LIST_ITEM_PL, "${1}").str.extract(r"([^.!?。！？]*)$", 1))
+    sentence = pl.concat_str(before, content)
+    words, cjk = content.str.count_matches(r"[A-Za-z]+"), content.str.count_matches(rf"[{HAN}]")
+    sentence_words, sentence_cjk = sentence.str.count_matches(r"[A-Za-z]+"), sentence.str.count_matches(rf"[{HAN}]")
+    inner_end = content.str.contains(r"(?:[^\d\s][.!?]['\"”’)）]?\s+\S|[。！？]['\"”’)）]?\s*\S)")  # not "2. " numbering
+    # A comma joining a clause (3 words / 4 CJK characters) on a line that is neither a list item nor "label:"
+    # ('Based on ..., it'; '现在，我们可以'); the items of an enumeration ('China, US, Brazil') are shorter.
+    clauses = pl.col("last_line").str.extract_groups(r"((?:[^,，]|,\S)*)(?:, |，)((?:[^,，]|,\S)*)$")  # not 31,000
+    clause = lambda part: (part.str.count_matches(r"[A-Za-z]+") >= 3) | (part.str.count_matches(rf"[{HAN}]") >= 4)
+    comma = ((clause(clauses.struct[0]) | clause(clauses.struct[1])) & (content == pl.col("last_line"))).fill_null(False)
     # A new paragraph after one that ended a sentence: the text is punctuated prose, so a short last line counts too.
     after_sentence = (pl.col("answer").str.contains(r"[.!?。！？]['\"”’)）]?[^\S\n]*\n\s*[^\n]+$")
-                      & ~pl.col("last_line").str.contains(LIST_ITEM))
+                      & ~pl.col("last_line").str.contains(LIST_ITEM_PL))
     in_code = pl.col("answer").str.ends_with("```") | pl.col("answer").str.ends_with("~~~")
     imbalance = pl.any_horizontal([pl.col("answer").str.count_matches(o, literal=True)
                                    > pl.col("answer").str.count_matches(c, literal=True) for o, c in PAIRS.items()]
                                   + [pl.col("answer").str.count_matches('"', literal=True) % 2 == 1])
-    long_enough = ((inner_end | after_sentence) & ((words >= 3) | (cjk >= 5))) | (words >= 12) | (cjk >= 25)
+    continued = before.str.contains(r"\S")
+    long_enough = ((inner_end & ((words >= 3) | (cjk >= 5))) | (after_sentence & ((words >= 2) | (cjk >= 1)))
+                   | (comma & ((words >= 6) | (cjk >= 6))) | (continued & ((sentence_words >= 6) | (sentence_cjk >= 10)))
+                   | (sentence_words >= 12) | (sentence_cjk >= 25))
+    # Digits end a sentence left open too ('...is approximately $31,000') once words come before them.
+    open_end = pl.col("answer").str.contains(OPEN_END) | pl.col("answer").str.contains(DIGIT_END)
     return rows.with_columns(last_line.alias("last_line")).with_columns(
         (~pl.col("last_line").str.contains(NOT_PROSE) & (pl.col("last_line").str.count_matches(LABELS) < 2) & ~in_code
          & long_enough).alias("prose"),
-        (pl.col("answer").str.contains(OPEN_END) & ~in_code).alias("open"),
-        ((pl.col("answer").str.count_matches(FENCE) % 2 == 1) | imbalance | pl.col("last_line").str.contains(LIST_ITEM)
-         | pl.col("answer").str.contains(OPEN_END)).alias("suspect"))
+        (open_end & ~in_code).alias("open"),
+        ((pl.col("answer").str.count_matches(FENCE) % 2 == 1) | imbalance | pl.col("last_line").str.contains(LIST_ITEM_PL)
+         | pl.col("answer").str.contains(OPEN_END) | pl.col("last_line").str.contains(r"^\s*\|")).alias("suspect"))
 
 
 class CompletenessRules(Rule):
@@ -95,6 +121,8 @@ class CompletenessRules(Rule):
                  "mid-quote."),
         RuleCode("completeness.truncated_list", W, "A list whose last item is empty ('4.') or unfinished while the other "
                  "items are complete: the answer stops mid-list."),
+        RuleCode("completeness.truncated_table", W, "A Markdown table whose last row stops before its closing '|' while "
+                 "the rows above it are whole: the answer stops mid-table."),
         RuleCode("completeness.dangling_word", W, "An answer ending on a word no sentence ends with (and, the, of; 以及, 因为) "
                  "was cut off mid-sentence.", "dangling_words"),
         RuleCode("completeness.no_end_punctuation", W, "A prose answer with no closing punctuation where the dataset's "
@@ -180,6 +208,11 @@ def structural(answer: str, cfg: CompletenessConfig) -> tuple[str, str, list[str
     if listed is not None:
         return ("completeness.truncated_list", "{}: the answer stops mid-list. Finish the list or drop the record.",
                 [listed], _tail(answer, len(answer) - EXCERPT))
+    row = _truncated_row(answer)
+    if row is not None:
+        return ("completeness.truncated_table", "the table's last row '{}' stops before its closing '|' while the rows "
+                "above it are whole: the answer stops mid-table. Finish the table or drop the record.", [row],
+                _tail(answer, len(answer) - EXCERPT))
     text = blank(answer, CODE, LINK)
     opened = _unclosed(text)
     if opened is not None:
@@ -194,6 +227,15 @@ def structural(answer: str, cfg: CompletenessConfig) -> tuple[str, str, list[str
                     "or drop the record.")
         return "completeness.dangling_word", template, [word], _tail(answer, len(answer) - EXCERPT)
     return None
+
+
+def _truncated_row(answer: str) -> str | None:
+    """The last line when it starts a table row ('|') but does not close it, under at least two whole rows."""
+    lines = answer.rstrip().split("\n")
+    last = lines[-1].strip()
+    if not last.startswith("|") or last.endswith("|") or len(lines) < 3:
+        return None
+    return last[:40] if all(TABLE_ROW.match(ln) for ln in lines[-3:-1]) else None
 
 
 def _unclosed(text: str) -> int | None:
@@ -218,19 +260,19 @@ def _unclosed(text: str) -> int | None:
 
 def _open_straight_quote(text: str) -> int | None:
     """The last '"' of the last line when the line holds an odd number of them and it opens a quote (after a space or
-    at the line start, not an inch mark after a digit)."""
+    at the line start, after a colon, comma or list mark "6、", not an inch mark after a digit)."""
     line_start = text.rfind("\n") + 1
     marks = [m.start() for m in re.finditer('"', text[line_start:])]
     if len(marks) % 2 == 0:
         return None
     last = line_start + marks[-1]
     before = text[last - 1] if last > line_start else " "
-    return last if before.isspace() or before in "(（:：" else None
+    return last if before.isspace() or before in "(（:：、，" else None
 
 
 def _truncated_list(text: str, cfg: CompletenessConfig) -> str | None:
     """Why the list that ends the answer is cut, or None: its last item is empty, ends on a dangling word, or lacks
-    the closing punctuation every earlier item (at least two) has."""
+    the closing punctuation every earlier item has."""
     lines = text.rstrip().split("\n")
     item = re.match(LIST_ITEM, lines[-1])
     if item is None:
@@ -247,8 +289,13 @@ def _truncated_list(text: str, cfg: CompletenessConfig) -> str | None:
             break
         if ln.strip():
             earlier.append(ln.rstrip())
-    if len(earlier) >= 2 and all(ln[-1:] in ".!?。！？;；" for ln in earlier) and OPEN_END_RE.search(content):
-        return "every earlier list item ends with punctuation but the last one stops"
+    # Items that end with punctuation: two of them, or one when the last item is itself a sentence (5 words / 6 CJK
+    # characters: "2. K2 - Located in the Karakoram Range, on"), not a short entry ("2. Call mom").
+    sentence = len(re.findall(r"[A-Za-z]+", content)) >= 5 or len(re.findall(rf"[{HAN}]", content)) >= 6
+    if (len(earlier) >= 2 or len(earlier) == 1 and sentence) and all(ln[-1:] in ".!?。！？;；" for ln in earlier) \
+            and OPEN_END_RE.search(content):
+        return ("every earlier list item ends with punctuation but the last one stops" if len(earlier) > 1 else
+                "the list item before the last ends with punctuation but the last one stops mid-sentence")
     return None
 
 
