@@ -96,7 +96,7 @@ def counts_in(summary: dict | None, *keys: str) -> list[tuple[str, float]] | Non
     return sorted(pairs, key=lambda p: (-p[1], p[0])) or None
 
 
-def _svg(fig: Figure, key: str, label: str) -> str:
+def svg_of(fig: Figure, key: str, label: str) -> str:
     """The figure as an inline SVG element at its natural size (CSS shrinks it to fit, so every chart's text is the
     same size); ids salted per chart so several can share a page."""
     buf = io.StringIO()
@@ -113,7 +113,7 @@ def _svg(fig: Figure, key: str, label: str) -> str:
     return f'{head} class="chart" role="img" aria-label="{aria}"{text[head_end:]}'.strip()
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """A figure outside pyplot (no global state); callers build and save it inside `rc_context(STYLE)`."""
     return Figure(figsize=(width, height), layout="constrained")
 
@@ -135,13 +135,13 @@ def _token_chart(report: AuditReport) -> Chart:
                   else "not run: no rule that counts tokens ran (the length family).")
         return Chart("tokens", title, caption, missing=reason)
     with mpl.rc_context(STYLE):
-        fig = _figure(3.4 * len(shown), 2.3)
+        fig = new_figure(3.4 * len(shown), 2.3)
         axes = fig.subplots(1, len(shown), squeeze=False)[0]
         for ax, (name, hist), color in zip(axes, shown, (ACCENT, ACCENT_2, "#7c3aed")):
             _histogram(ax, hist, limit, color)
             ax.set_title(name)
         axes[0].set_ylabel("records")
-        return Chart("tokens", title, caption, _svg(fig, "tokens", "token length histograms"))
+        return Chart("tokens", title, caption, svg_of(fig, "tokens", "token length histograms"))
 
 
 def _histogram(ax, hist: Histogram, limit: int, color: str) -> None:
@@ -164,7 +164,7 @@ def _thousands(*axes) -> None:
         axis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
 
 
-def _bars(key: str, title: str, caption: str, pairs: list[tuple[str, float]], label: str, color: str,
+def bar_chart(key: str, title: str, caption: str, pairs: list[tuple[str, float]], label: str, color: str,
           total: float | None = None) -> Chart:
     """Horizontal bars, largest on top; beyond TOP_BARS the rest is one 'others' bar; shares when `total` is known."""
     shown = pairs[:TOP_BARS]
@@ -172,7 +172,7 @@ def _bars(key: str, title: str, caption: str, pairs: list[tuple[str, float]], la
     if rest:
         shown = shown + [(f"{len(pairs) - TOP_BARS} others", rest)]
     with mpl.rc_context(STYLE):
-        fig = _figure(5.0, 0.6 + 0.22 * len(shown))
+        fig = new_figure(5.0, 0.6 + 0.22 * len(shown))
         ax = fig.subplots()
         names = [_short(n) for n, _ in shown][::-1]
         values = [v for _, v in shown][::-1]
@@ -186,7 +186,7 @@ def _bars(key: str, title: str, caption: str, pairs: list[tuple[str, float]], la
                  for v in values]
         ax.bar_label(bars, texts, padding=3, color=INK, fontsize=8)
         ax.margins(x=0.18)
-        return Chart(key, title, caption, _svg(fig, key, title))
+        return Chart(key, title, caption, svg_of(fig, key, title))
 
 
 def _labels_chart(report: AuditReport) -> Chart:
@@ -198,7 +198,7 @@ def _labels_chart(report: AuditReport) -> Chart:
     if not pairs:
         reason = "not run: no label field configured (--label-field)." if not field else "not run: no labels were found."
         return Chart("labels", title, caption, missing=reason)
-    return _bars("labels", title, caption, pairs, "records", ACCENT, total=sum(v for _, v in pairs))
+    return bar_chart("labels", title, caption, pairs, "records", ACCENT, total=sum(v for _, v in pairs))
 
 
 def _languages_chart(report: AuditReport) -> Chart:
@@ -211,7 +211,7 @@ def _languages_chart(report: AuditReport) -> Chart:
         return Chart("languages", title, caption, missing=reason)
     names = summary.get("names") if isinstance(summary.get("names"), dict) else {}
     pairs = [(f"{code} · {names[code]}" if code in names else code, n) for code, n in pairs]
-    return _bars("languages", title, caption, pairs, "records", ACCENT_2, total=sum(v for _, v in pairs))
+    return bar_chart("languages", title, caption, pairs, "records", ACCENT_2, total=sum(v for _, v in pairs))
 
 
 def _leading_chart(report: AuditReport) -> Chart:
@@ -225,7 +225,7 @@ def _leading_chart(report: AuditReport) -> Chart:
         reason = "not run: the diversity family did not run." if summary is None else "no leading phrases were reported."
         return Chart("leading", title, caption, missing=reason)
     total = report.profile.valid_records if pairs[0][1] >= 1 else None
-    return _bars("leading", title, caption, pairs, "prompts", "#7c3aed", total=total)
+    return bar_chart("leading", title, caption, pairs, "prompts", "#7c3aed", total=total)
 
 
 def _cluster_sizes(summary: dict | None) -> list[tuple[int, int]] | None:
@@ -258,7 +258,7 @@ def _clusters_chart(report: AuditReport) -> Chart:
         reason = ("no duplicate clusters." if ran else "not run: the duplicate and near_duplicate families did not run.")
         return Chart("clusters", title, caption, missing=reason)
     with mpl.rc_context(STYLE):
-        fig = _figure(5.0, 2.3)
+        fig = new_figure(5.0, 2.3)
         ax = fig.subplots()
         sizes = sorted({size for _, s, _ in series for size, _ in s})
         position = {size: i for i, size in enumerate(sizes)}
@@ -274,7 +274,7 @@ def _clusters_chart(report: AuditReport) -> Chart:
         ax.grid(axis="x", visible=False)
         ax.margins(y=0.15)
         ax.legend(frameon=False, loc="upper right")
-        return Chart("clusters", title, caption, _svg(fig, "clusters", title))
+        return Chart("clusters", title, caption, svg_of(fig, "clusters", title))
 
 
 def _correspondence_chart(report: AuditReport) -> Chart:
@@ -286,7 +286,7 @@ def _correspondence_chart(report: AuditReport) -> Chart:
     if not hist:
         reason = "not run: the correspondence family did not run." if summary is None else "too few answers to compare."
         return Chart("correspondence", title, caption, missing=reason)
-    return _bars("correspondence", title, caption, list(hist.items()), "answers", ACCENT_2, total=sum(hist.values()))
+    return bar_chart("correspondence", title, caption, list(hist.items()), "answers", ACCENT_2, total=sum(hist.values()))
 
 
 def _ifd_chart(report: AuditReport) -> Chart:
@@ -296,4 +296,4 @@ def _ifd_chart(report: AuditReport) -> Chart:
     hist = (summary_of(report, "correspondence") or {}).get("ifd_histogram")
     if not hist:
         return Chart("ifd", title, caption, missing="not run: audit with --score-model DIR to score answers with a local model.")
-    return _bars("ifd", title, caption, list(hist.items()), "answers", ACCENT, total=sum(hist.values()))
+    return bar_chart("ifd", title, caption, list(hist.items()), "answers", ACCENT, total=sum(hist.values()))
