@@ -1,5 +1,5 @@
 # make demo: set up and audit the bundled real sample (writes report.json and report.html).
-# make test: set up with the training, dev, gx and ray extras (CPU torch from local disk) and run the tests.
+# make test: set up with the training, dev, gx, ray and review extras (CPU torch from local disk) and run the tests.
 # make fuzz: coverage-guided fuzzing (atheris) of the reader and the audit for FUZZ_SECONDS (default 300); crashing
 #   inputs are saved in bench/out/fuzz-crashes; replay one with `.venv/bin/python -m tests.fuzz.run FILE`.
 PYTHON ?= python3
@@ -20,7 +20,7 @@ $(VENV)/.installed-core: $(BIN)/python pyproject.toml
 
 $(VENV)/.installed-all: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,dev,gx,ray]'
+	$(BIN)/pip install -q -e '.[train,dev,gx,ray,review]'
 	touch $@ $(VENV)/.installed-core
 
 demo: $(VENV)/.installed-core

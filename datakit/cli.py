@@ -267,6 +267,34 @@ def mix(
     print_summary(mix_files(paths, output, ratio=parse_ratio(ratio) if ratio else None, total=total, seed=seed, to=to), out)
 
 
+@app.command()
+def review(
+    path: Annotated[Path, typer.Argument(help="Dataset file to review; it is never modified.")],
+    report: Annotated[Path | None, typer.Option(help="A JSON report of this file from `datakit audit --json` (default: audit it now).")] = None,
+    decisions: Annotated[Path | None, typer.Option(help="Decisions file to append to and resume from (default: <data>.review.jsonl beside the data).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: a free one).")] = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the URL (remote machines, SSH tunnels).")] = False,
+    label_field: Annotated[str | None, typer.Option(help="Record field holding the class/category label.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Token limit per record (default 2048).")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Local Hugging Face tokenizer directory (default: cl100k, offline).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Run only these rule families (comma-separated).")] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="Skip these rule families (comma-separated).")] = None,
+    against: Annotated[list[str] | None, typer.Option(help="Eval/test file(s) to check contamination against.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Config file: TOML, YAML or JSON (an [audit] table or bare keys).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Decide in a local web page what fix cannot (which copy to keep, which answer is right, how to rewrite one);
+    apply the decisions with `datakit fix --decisions`."""
+    from datakit.review.server import review as review_file
+
+    result = review_file(path, report, decisions, port=port, open_browser=not no_browser, config_file=config,
+                         progress=not quiet, label_field=label_field, max_tokens=max_tokens,
+                         tokenizer=str(tokenizer) if tokenizer else None, only=_split(only), skip=_split(skip),
+                         against=_split(against))
+    out.print(f"stopped: {result.decided} of {result.flagged} flagged records decided; decisions in {result.decisions}. "
+              f"Apply them: datakit fix {path} -o CLEAN.jsonl --decisions {result.decisions}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: runs the app and turns user errors into one line and exit status 2, never a traceback."""
     try:

@@ -129,7 +129,7 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
 
         review = ReviewedRecords(load_decisions(decisions))
     rules = select(config.only, config.skip)
-    actions = _actions(select(), config)  # every family's: read findings carry format codes even when format is skipped
+    actions = actions_for(select(), config)  # every family's: read findings carry format codes even when format is skipped
     with (output_lock("datakit fix", [clean_path, rej_path]),
           Audit(path, config, progress=progress, engine=engine, ray_address=ray_address) as run, Spill() as work,
           Stages(enabled=progress) as stages):
@@ -215,7 +215,7 @@ class _Fixer:
                                                 and (codes := _codes(rs, "repair") | _codes(rs, "truncate"))}):
             rounds += 1
             for i, codes in sorted(todo.items()):
-                new = _repaired(objects[i], sorted(codes), self.actions, self.owners, self.ctx)
+                new = repaired_record(objects[i], sorted(codes), self.actions, self.owners, self.ctx)
                 if new is None or new == objects[i]:
                     unrepaired.add(i)
                     continue
@@ -349,7 +349,7 @@ def _records_at(path: str | Path, lines: set[int]) -> Iterator[RawRecord]:
         yield from (r for r in batch if r.line in lines)
 
 
-def _actions(rules: list[Rule], config: AuditConfig) -> dict[str, str | None]:
+def actions_for(rules: list[Rule], config: AuditConfig) -> dict[str, str | None]:
     """What fix does with each code under this config: repair | truncate | drop | None."""
     ctx = RuleContext(config=config)
     actions: dict[str, str | None] = {}
@@ -362,7 +362,7 @@ def _actions(rules: list[Rule], config: AuditConfig) -> dict[str, str | None]:
     return actions
 
 
-def _repaired(obj: Any, codes: list[str], actions: dict[str, str | None], owners: dict[str, Rule],
+def repaired_record(obj: Any, codes: list[str], actions: dict[str, str | None], owners: dict[str, Rule],
               ctx: RuleContext) -> Any | None:
     """The record with every flagging family's repair applied to all its texts, then truncated if asked; None when
     truncation cannot make it fit."""

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ class Decisions:
 
     path: Path
     history: dict[int, list[Decision]] = field(default_factory=dict)
-    order: list[int] = field(default_factory=list)  # lines in the order their current decisions were made (for undo)
+    order: dict[int, None] = field(default_factory=dict)  # lines in the order their current decisions were made (undo)
     warnings: list[str] = field(default_factory=list)
     lines: int = 0  # complete lines in the file
 
@@ -66,19 +66,21 @@ class Decisions:
 
     def add(self, decision: Decision) -> None:
         self.history.setdefault(decision.line, []).append(decision)
-        if decision.line in self.order:
-            self.order.remove(decision.line)
-        self.order.append(decision.line)
+        self.order.pop(decision.line, None)
+        self.order[decision.line] = None
+
+    def last(self) -> int | None:
+        """The line of the latest decision still in force."""
+        return next(reversed(self.order), None)
 
     def undo(self, line: int) -> Decision | None:
         """Take back the latest decision of `line`; returns the one now current (None: undecided)."""
         stack = self.history.get(line)
         if stack:
             stack.pop()
-        if line in self.order:
-            self.order.remove(line)
+        self.order.pop(line, None)
         if stack:
-            self.order.append(line)
+            self.order[line] = None
         return self.current(line)
 
 
@@ -166,20 +168,28 @@ class DecisionLog:
             os.fsync(f.fileno())
 
     def append(self, decision: Decision) -> Decision:
-        row = decision.as_json() | {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        self._write(row)
-        self.decisions.lines += 1
-        placed = Decision(**{**decision.__dict__, "at": self.decisions.lines})
-        self.decisions.add(placed)
+        return self.append_many([decision])[0]
+
+    def append_many(self, decisions: list[Decision]) -> list[Decision]:
+        """Several decisions in one write and one sync (a bulk action): a crash keeps a prefix of them."""
+        now = _now()
+        self._write([d.as_json() | {"time": now} for d in decisions])
+        placed = []
+        for decision in decisions:
+            self.decisions.lines += 1
+            placed.append(replace(decision, at=self.decisions.lines))
+            self.decisions.add(placed[-1])
         return placed
 
     def undo(self, line: int) -> Decision | None:
-        self._write({"line": line, "action": UNDO, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        self._write([{"line": line, "action": UNDO, "time": _now()}])
         self.decisions.lines += 1
         return self.decisions.undo(line)
 
-    def _write(self, row: dict) -> None:
-        data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+    def _write(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8", "surrogatepass")
         written = os.write(self._fd, data)
         if written != len(data):  # a full disk: leave a torn line the next load ignores, and say so
             raise OSError(f"{self.path}: only {written} of {len(data)} bytes of a decision were written (disk full?)")
@@ -189,3 +199,7 @@ class DecisionLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

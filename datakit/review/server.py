@@ -1,0 +1,113 @@
+"""`datakit review`: audit (or read the saved report), start the review app on 127.0.0.1, print its URL with the
+token, open the browser, serve until Ctrl-C.
+
+The decisions file is locked for as long as the server runs (two reviews appending to one file would interleave), and
+every decision is already on disk when the page shows it, so stopping the server at any moment loses nothing.
+"""
+from __future__ import annotations
+
+import errno
+import secrets
+import socket
+import sys
+import tempfile
+import threading
+import webbrowser
+from dataclasses import dataclass
+from pathlib import Path
+
+from datakit.config import build_config
+from datakit.io.lock import output_lock
+from datakit.io.read import InputError
+from datakit.io.write import sibling
+from schemas.config import AuditConfig
+
+
+@dataclass
+class ReviewResult:
+    decisions: Path
+    decided: int
+    flagged: int
+
+
+def default_decisions(path: str | Path) -> Path:
+    """`data.jsonl` -> `data.review.jsonl` beside it."""
+    return sibling(path, "review")
+
+
+def review(path: str | Path, report: str | Path | None = None, decisions: str | Path | None = None, *,
+           port: int | None = None, open_browser: bool = True, config: AuditConfig | None = None,
+           config_file: str | Path | None = None, progress: bool = True, **options) -> ReviewResult:
+    """Serve the review of `path` until interrupted; returns how far the review got."""
+    try:
+        import uvicorn
+
+        from datakit.review.app import review_app
+    except ImportError as e:
+        raise ValueError(f"datakit review needs the web server packages ({e.name} is missing): "
+                         "pip install 'datakit[review]'.") from None
+    from datakit.review.session import Session
+    from datakit.review.sources import audited, saved
+    from datakit.review.store import RecordStore
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such file. `datakit review` takes one dataset file (.jsonl, .json, .parquet, + .gz).")
+    decisions = Path(decisions) if decisions is not None else default_decisions(path)
+    sock = _bound_socket(port)
+    with output_lock("datakit review", [decisions]), tempfile.TemporaryDirectory(prefix="datakit-review-") as work:
+        if report is not None:
+            found = saved(path, report, progress)
+        else:
+            found = audited(path, config or build_config(config_file, **options), progress)
+        store = RecordStore(path, Path(work), progress=progress)
+        session = Session(found.source, found.frame, found.config, store, decisions, found.labels, found.records)
+        try:
+            threading.Thread(target=session.ctx, name="review-warm-up", daemon=True).start()
+            token = secrets.token_urlsafe(24)
+            bound = sock.getsockname()[1]
+            url = f"http://127.0.0.1:{bound}/?token={token}"
+            for warning in session.decisions.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            progress_now = session.progress()
+            print(f"reviewing {path}: {progress_now['flagged']} flagged records, {progress_now['decided']} decided; "
+                  f"decisions -> {decisions}", file=sys.stderr)
+            print("open this URL to review (Ctrl-C stops the server):", file=sys.stderr)
+            print(url, flush=True)
+            server = uvicorn.Server(uvicorn.Config(review_app(session, token, bound), log_level="warning",
+                                                   access_log=False, lifespan="off"))
+            if open_browser:
+                threading.Thread(target=_open_when_started, args=(server, url), daemon=True).start()
+            try:
+                server.run(sockets=[sock])
+            except KeyboardInterrupt:  # uvicorn raises the Ctrl-C it caught again once it has shut down
+                pass
+            done = session.progress()
+        finally:
+            session.close()
+            sock.close()
+    return ReviewResult(decisions, done["decided"], done["flagged"])
+
+
+def _bound_socket(port: int | None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port or 0))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ValueError(f"--port {port}: that port is in use on 127.0.0.1; choose another or leave --port out "
+                             "(a free port is picked).") from None
+        raise ValueError(f"--port {port}: cannot listen there ({e.strerror}).") from None
+    sock.listen(128)
+    return sock
+
+
+def _open_when_started(server, url: str) -> None:
+    import time
+
+    for _ in range(200):
+        if server.started:
+            webbrowser.open(url)
+            return
+        time.sleep(0.05)
