@@ -196,6 +196,31 @@ def generate(
 
 
 @app.command()
+def chat(
+    run_dir: Annotated[Path, typer.Argument(help=RUN_DIR_HELP)],
+    merged: Annotated[Path | None, typer.Option(help=MERGED_HELP)] = None,
+    base: Annotated[bool, typer.Option("--base", help=BASE_HELP)] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 512,
+    temperature: Annotated[float, typer.Option(help="0 = greedy (the default); above 0 samples.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling share when --temperature > 0.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)] = False,
+    allow_pickle_weights: Annotated[bool, typer.Option("--allow-pickle-weights", help=PICKLE_HELP)] = False,
+) -> None:
+    """Chat in the terminal with the run's model (its template and system prompt; /help for commands, Ctrl-D quits)."""
+    from trainkit.chat import chat as run
+    from trainkit.generate import Sampling, load_for_inference
+
+    sampling = Sampling(max_new_tokens, temperature, top_p)
+    sampling.check()
+    with err.status("loading the model ..."):
+        inf = load_for_inference(run_dir, merged=merged, base=base, trust_remote_code=trust_remote_code,
+                                 allow_pickle_weights=allow_pickle_weights)
+        inf.system  # read from the training data now, not after the first message  # noqa: B018
+    run(inf, sampling, seed=seed)
+
+
+@app.command()
 def version() -> None:
     """Print the trainkit version."""
     from trainkit import __version__
