@@ -28,7 +28,7 @@ def test_latest_decision_wins_and_undo_takes_back_the_latest(tmp_path):
     log.close()
     again = load_decisions(path)
     assert {line: d.action for line, d in again.latest().items()} == {3: "drop"}
-    assert again.order == [3] and again.warnings == []
+    assert list(again.order) == [3] and again.warnings == []
     assert again.undo(3).action == "keep"  # one undo more goes back to the decision before
     assert [json.loads(x)["action"] for x in path.read_text().splitlines()] == ["keep", "drop", "drop", "undo"]
 
