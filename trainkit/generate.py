@@ -262,10 +262,9 @@ def generate_batch(inf: Inference, batch: list[list[int]], sampling: Sampling, *
     return answers
 
 
-def generate_answers(inf: Inference, prompts: list[list[dict] | Prompt], *, max_new_tokens: int = 256,
-                     temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
-                     progress: bool = True) -> list[str]:
-    """The model's answer to each prompt (chat messages without the answer, or `Prompt`s), in the prompts' order.
+def generate_ids(inf: Inference, prompts: list[list[dict] | Prompt], *, max_new_tokens: int = 256, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int = 0, batch_size: int = 8, progress: bool = True) -> list[list[int]]:
+    """The new token ids answering each prompt, in the prompts' order (end-of-sequence and padding cut off).
 
     Prompts are batched longest first (little padding); the seed is set once, so the same call gives the same
     answers. `progress` shows a bar with records/s on stderr."""
@@ -279,14 +278,24 @@ def generate_answers(inf: Inference, prompts: list[list[dict] | Prompt], *, max_
         raise InferenceError(f"--batch-size {batch_size}: must be at least 1.")
     ids = prompt_ids(inf, [as_prompt(p) for p in prompts])
     order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
-    answers: list[str] = [""] * len(ids)
+    answers: list[list[int]] = [[] for _ in ids]
     set_seed(seed)
     with Stages(enabled=progress) as stages:
         advance = stages.records(f"generating with the {inf.answers_with}", len(ids))
         for start in range(0, len(order), batch_size):
             chunk = order[start: start + batch_size]
             for i, new in zip(chunk, generate_batch(inf, [ids[i] for i in chunk], sampling)):
-                answers[i] = inf.tokenizer.decode(new, skip_special_tokens=True).strip()
+                answers[i] = new
             done = min(start + batch_size, len(order))
             advance(done, done)
     return answers
+
+
+def generate_answers(inf: Inference, prompts: list[list[dict] | Prompt], *, max_new_tokens: int = 256,
+                     temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
+                     progress: bool = True) -> list[str]:
+    """The model's answer to each prompt (chat messages without the answer, or `Prompt`s), in the prompts' order:
+    `generate_ids` decoded."""
+    new = generate_ids(inf, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                       batch_size=batch_size, progress=progress)
+    return [inf.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in new]
