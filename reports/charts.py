@@ -118,7 +118,7 @@ def new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _short(text: str) -> str:
+def short_label(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
@@ -174,7 +174,7 @@ def bar_chart(key: str, title: str, caption: str, pairs: list[tuple[str, float]]
     with mpl.rc_context(STYLE):
         fig = new_figure(5.0, 0.6 + 0.22 * len(shown))
         ax = fig.subplots()
-        names = [_short(n) for n, _ in shown][::-1]
+        names = [short_label(n) for n, _ in shown][::-1]
         values = [v for _, v in shown][::-1]
         bars = ax.barh(range(len(values)), values, color=color, height=0.7)
         ax.set_yticks(range(len(values)), names)

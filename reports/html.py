@@ -73,12 +73,8 @@ def render_html(report: AuditReport, max_findings_per_rule: int = MAX_FINDINGS_P
     families = family_views(report, embedded)
     ran = [f for f in families if f.ran]
     overall = max((f.verdict for f in ran), key=VERDICT_RANK.__getitem__, default="pass")
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True),
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters["num"] = lambda n: f"{n:,}"
     js = (ASSETS / "report.js").read_text(encoding="utf-8")
-    return env.get_template("report.html.j2").render(
+    return page_environment().get_template("report.html.j2").render(
         report=report,
         ran={f.family for f in report.families},
         overall=overall,
@@ -95,6 +91,16 @@ def render_html(report: AuditReport, max_findings_per_rule: int = MAX_FINDINGS_P
         # the Content-Security-Policy lets only this exact script run: no injected script, no inline handler, no fetch
         script_hash="sha256-" + base64.b64encode(hashlib.sha256(js.encode()).digest()).decode(),
     )
+
+
+def page_environment() -> Environment:
+    """The Jinja environment of every report page (templates/, shared pieces in templates/_page.html.j2): autoescaped,
+    so text from data or users is text."""
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["num"] = lambda n: f"{n:,}"
+    return env
 
 
 def script_json(data: object) -> str:

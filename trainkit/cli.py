@@ -220,6 +220,35 @@ def chat(
     run(inf, sampling, seed=seed)
 
 
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help=RUN_DIR_HELP)],
+    data: Annotated[Path | None, typer.Option("--data", help="Records to evaluate on (default: the run's eval records).")] = None,
+    compare_base: Annotated[int, typer.Option(help="Answer this many eval prompts with the base model and the trained one.")] = 0,
+    worst: Annotated[int, typer.Option(help="Records with the highest loss shown with the model's answer.")] = 5,
+    merged: Annotated[Path | None, typer.Option(help=MERGED_HELP)] = None,
+    seed: Annotated[int, typer.Option(help="Seed for generation.")] = 0,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)] = False,
+    allow_pickle_weights: Annotated[bool, typer.Option("--allow-pickle-weights", help=PICKLE_HELP)] = False,
+) -> None:
+    """Eval loss per label, source and prompt length, the worst records with the model's answers, and which data to
+    add; writes eval_report.json and eval_report.html in RUN_DIR."""
+    from trainkit.evaluate import eval_run
+
+    page, e = eval_run(run_dir, str(data) if data else None, compare_base=compare_base, worst=worst, merged=merged, seed=seed,
+                       trust_remote_code=trust_remote_code, allow_pickle_weights=allow_pickle_weights)
+    if e["loss"] is None:
+        out.print(f"no record of {escape(e['data'])} could be scored", highlight=False)
+    else:
+        out.print(f"eval loss {e['loss']:.4f} (perplexity {e['perplexity']:.2f}) on {e['records']} record(s) of "
+                  f"{escape(e['data'])}", highlight=False)
+    for g in e["by_label"]:
+        out.print(f"  {escape(g['name'])}: loss {g['loss']:.4f} on {g['records']} record(s)", highlight=False)
+    for a in e.get("advice", []):
+        out.print(f"[bold]advice:[/] {escape(a['text'])}", highlight=False, soft_wrap=True)
+    out.print(f"report: {page}", highlight=False)
+
+
 @app.command()
 def version() -> None:
     """Print the trainkit version."""

@@ -191,3 +191,100 @@ def evaluate(inf: Inference, frame: pl.DataFrame, *, method: str, label_field: s
         report["compare_base"] = [_shown(s.row) | {"base": b, "adapter": a} for s, b, a in zip(chosen, untrained, trained)]
         report["base_answers_with"] = base_name
     return report
+
+
+def with_advice(evaluation: dict[str, Any], *, trained_labels: list[str | None], audited: pl.DataFrame, audit_report
+                ) -> dict[str, Any]:
+    """The eval section with its advice (`trainkit.advice`): the classes as trained on, the audited records' lines
+    per class (findings name records by line), and the gate's audit report."""
+    from collections import Counter
+
+    from trainkit.advice import AuditFacts, advise, lines_by_label
+
+    counts = dict(Counter(label for label in trained_labels if label is not None))
+    lines = lines_by_label(audited["label"].to_list(), audited["line"].to_list())
+    return evaluation | {"advice": advise(evaluation, train_counts=counts, lines_of=lines, audit=AuditFacts.of(audit_report))}
+
+
+def evaluate_trained(model, tokenizer, *, template: str, max_length: int, method: str, output: str, base_model: str,
+                     eval_frame: pl.DataFrame, trained_labels: list[str | None], audited: pl.DataFrame, audit_report,
+                     label_field: str | None, seed: int, progress: bool) -> dict[str, Any]:
+    """The end-of-training evaluation, on the model in memory (the best checkpoint when early stopping kept one)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.config.use_cache = True  # training turned the cache off for gradient checkpointing; generation wants it
+    model.eval()  # no dropout: the answers are the model's, deterministic
+    device = next(p.device for p in model.parameters()).type
+    kind = "model" if method in ("full", "freeze") else "adapter"
+    inf = Inference(model=model, tokenizer=tokenizer, template=template, max_length=max_length, device=device,
+                    answers_with=f"trained {kind} {output}", run={"model": base_model})
+    evaluation = evaluate(inf, eval_frame, method=method, label_field=label_field, seed=seed, progress=progress)
+    return with_advice(evaluation, trained_labels=trained_labels, audited=audited, audit_report=audit_report)
+
+
+def run_eval_frames(run_dir, run: dict, data: str | None) -> tuple[pl.DataFrame, pl.DataFrame | None, str, list[str | None]]:
+    """(eval records, the records the audit saw or None, where the eval records come from, labels trained on) of a run
+    folder: `data` when given, else the run's --eval file, else the records it held out (by source line, from the
+    unchanged training data)."""
+    from pathlib import Path
+
+    from datakit.normalise import load
+    from trainkit.data import read_dataset
+
+    settings, label_field = run["settings"], run["settings"].get("label_field")
+    trained_on = Path(run["data"])
+    report_file = Path(run_dir) / "run_report.json"
+    held = json.loads(report_file.read_text(encoding="utf-8")).get("eval_lines") if report_file.is_file() else None
+    loaded = load(trained_on, label_field) if trained_on.exists() else None
+    training = loaded.valid if loaded is not None else None
+    training_kept = training.filter(~pl.col("line").is_in(held)) if training is not None and held else training
+    labels = training_kept["label"].to_list() if training_kept is not None else []
+    if data is not None:
+        return read_dataset(data, label_field), training, f"--data {data}", labels
+    if settings.get("eval_data"):
+        return read_dataset(settings["eval_data"], label_field), training, f"the run's --eval {settings['eval_data']}", labels
+    if not held:
+        raise ValueError(f"{run_dir}: the run held out no eval records (too few records, or it has not finished); pass "
+                         "--data FILE with records to evaluate on.")
+    if loaded is None:
+        raise ValueError(f"{run_dir}: its training data {trained_on} is gone, so its held-out records cannot be read "
+                         "again; put it back, or pass --data FILE.")
+    if trained_on.is_file() and loaded.checksum != run["data_checksum"]:
+        raise ValueError(f"{trained_on} changed since the run (checksum {loaded.checksum} != {run['data_checksum']}): its "
+                         "held-out lines no longer name the same records; pass --data FILE.")
+    return training.filter(pl.col("line").is_in(held)), training, f"the {len(held)} records the run held out", labels
+
+
+def eval_run(run_dir, data: str | None = None, *, compare_base: int = 0, worst: int = WORST, merged=None, seed: int = 0,
+             trust_remote_code: bool = False, allow_pickle_weights: bool = False, progress: bool = True) -> tuple[Any, dict]:
+    """`trainkit eval`: the run's model evaluated on its eval records (or `data`), advice included when the run's
+    audit is there; writes eval_report.json and eval_report.html in the run folder. Returns (page path, eval section)."""
+    from pathlib import Path
+
+    from reports.json_report import read_json
+    from trainkit.gate import AUDIT_FILE, audit_summary
+    from trainkit.generate import load_for_inference, read_run
+    from trainkit.report import write_eval_report
+
+    run_dir = Path(run_dir)
+    if compare_base < 0 or worst < 0:
+        raise ValueError(f"--compare-base {compare_base} --worst {worst}: counts of records, 0 or more.")
+    run = read_run(run_dir)
+    frame, audited, source, labels = run_eval_frames(run_dir, run, data)
+    if frame.height == 0:
+        raise ValueError(f"{source}: no readable record to evaluate on.")
+    inf = load_for_inference(run_dir, merged=Path(merged) if merged else None, trust_remote_code=trust_remote_code,
+                             allow_pickle_weights=allow_pickle_weights)
+    method = run["plan"]["method"]["value"]
+    base = None
+    if compare_base and not hasattr(inf.model, "disable_adapter"):
+        base = load_for_inference(run_dir, base=True, trust_remote_code=trust_remote_code,
+                                  allow_pickle_weights=allow_pickle_weights)
+    evaluation = evaluate(inf, frame, method=method if merged is None else "full", label_field=run["settings"].get("label_field"),
+                          worst=worst, compare_base=compare_base, base=base, seed=seed, progress=progress)
+    evaluation["data"] = source
+    audit_file = run_dir / AUDIT_FILE
+    audit = read_json(audit_file) if audit_file.is_file() else None
+    if audit is not None and audited is not None:
+        evaluation = with_advice(evaluation, trained_labels=labels, audited=audited, audit_report=audit)
+    page = write_eval_report(run_dir, evaluation=evaluation, audit=audit_summary(audit) if audit else None, data=source)
+    return page, evaluation

@@ -385,13 +385,26 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
                       "trainkit, torch and transformers versions.")
     report_path = run_dir / "report.html"
     if main:
+        evaluation = None
+        if has_eval and not interrupted and state.num_processes == 1:  # a sharded model answers only on every process
+            from trainkit.evaluate import evaluate_trained
+
+            evaluation = evaluate_trained(
+                trainer.model, tokenizer, template=tok.template, max_length=ml, method=method, output=str(out),
+                base_model=str(model_dir), eval_frame=eval_frame, trained_labels=[e.label for e in examples],
+                audited=train_frame if eval_data else pl.concat([train_frame, eval_frame]), audit_report=report,
+                label_field=label_field, seed=seed, progress=progress)
+        elif has_eval and not interrupted:
+            console.print(f"note: the eval loss per label, source and length of a multi-process run: `trainkit eval {run_dir}`",
+                          highlight=False)
         write_data_order(run_dir, [f["data_order"] for f in facts], resumed=checkpoint is not None)
         report_path = write_run_report(
             run_dir, plan=the_plan, audit=audit_summary(report), log_history=trainer.state.log_history,
             throughput=throughput_summary(facts, elapsed), peak_memory_gib=largest_peak_memory(facts),
             eval_split=eval_reason if has_eval else "no eval split", diagnoses=diagnosis.messages, output_dir=out,
             interrupted=interrupted, attention=attn, steps=trainer.state.global_step, processes=processes,
-            records={"train": len(examples), "eval": len(eval_examples), "rows": len(rows), "skipped": len(tok.skipped)})
+            records={"train": len(examples), "eval": len(eval_examples), "rows": len(rows), "skipped": len(tok.skipped)},
+            evaluation=evaluation, eval_lines=None if eval_data or eval_frame is None else eval_frame["line"].to_list())
     state.wait_for_everyone()  # no process returns before the run folder is complete
     return RunResult(run_dir=run_dir, output_dir=out, steps=trainer.state.global_step, train_loss=losses[-1] if losses else None,
                      eval_loss=eval_loss, interrupted=interrupted, report=report_path, diagnoses=diagnosis.messages,
