@@ -121,3 +121,17 @@ def test_bad_settings_and_folders_are_one_line_errors(chat_run, inf, tmp_path):
         generate_answers(inf, [[{"role": "user", "content": "hi"}]], temperature=1.0, top_p=0, progress=False)
     with pytest.raises(InferenceError, match="--merged"):
         load_for_inference(chat_run, merged=tmp_path)
+
+
+def test_prompt_tuning_answers_do_not_depend_on_the_batch(tiny_model, tmp_path):
+    """peft ignores position ids under prompt tuning, so left padding would shift every position: such a run is given
+    batches of equal-length prompts instead."""
+    from trainkit import train
+
+    data = write_jsonl(tmp_path / "train.jsonl", identity_records(8))
+    run_dir = train(data, tiny_model, tmp_path / "run", method="prompt", max_steps=1, progress=False).run_dir
+    inf = load_for_inference(run_dir)
+    prompts = [[{"role": "user", "content": q}] for q in ("hi", "Who are you? Tell me more.", "What", "hello", "What")]
+    batched = generate_answers(inf, prompts, max_new_tokens=6, batch_size=5, progress=False)
+    assert batched == [generate_answers(inf, [p], max_new_tokens=6, batch_size=1, progress=False)[0] for p in prompts]
+    assert not inf.pads and load_for_inference(run_dir, base=True).pads

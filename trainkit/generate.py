@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from trainkit.model import load_tokenizer, quantization_config, quiet_transformers
+from trainkit.plan import PROMPT_LEARNING
 from trainkit.templates import Segment
 from trainkit.tokenize import _leading_bos, prepare_tokenizer, record_segments
 from trainkit.trust import ModelTrust, refuse_pickle_weights
@@ -51,6 +52,9 @@ class Inference:
     device: str
     answers_with: str  # "adapter <dir>", "merged model <dir>", "base model <dir>", "model <dir>"
     run: dict = field(repr=False)  # run.json
+    # prefix / prompt tuning: peft ignores position ids, so left padding would shift every position; such a model
+    # is given batches of prompts of one length (no padding) instead
+    pads: bool = True
 
     @cached_property
     def system(self) -> str | None:
@@ -152,8 +156,9 @@ def load_for_inference(run_dir: Path, *, merged: Path | None = None, base: bool 
         answers_with = f"adapter {saved}"
     model.eval()
     model.config.use_cache = True
+    adapter_only = merged is None and not base
     return Inference(model=model, tokenizer=tokenizer, template=template, max_length=int(run["plan"]["max_length"]["value"]),
-                     device=device, answers_with=answers_with, run=run)
+                     device=device, answers_with=answers_with, run=run, pads=not (adapter_only and method in PROMPT_LEARNING))
 
 
 # ---- prompts -> ids ----------------------------------------------------------------------------------------
@@ -182,9 +187,9 @@ def prompt_segments(prompt: Prompt, template: str, tokenizer) -> list[Segment]:
     return record_segments(row, template, tokenizer)[:-1]
 
 
-def prompt_ids(inf: Inference, prompts: list[Prompt]) -> list[list[int]]:
+def prompt_ids(inf: Inference, prompts: list[list[dict] | Prompt]) -> list[list[int]]:
     """Token ids of each prompt: the segments tokenised one by one and joined, as `tokenize.tokenize_frame` does."""
-    rendered = [prompt_segments(p, inf.template, inf.tokenizer) for p in prompts]
+    rendered = [prompt_segments(as_prompt(p), inf.template, inf.tokenizer) for p in prompts]
     texts = [s.text for segs in rendered for s in segs]
     flat = inf.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
     bos = _leading_bos(inf.tokenizer, inf.template)
@@ -276,19 +281,32 @@ def generate_ids(inf: Inference, prompts: list[list[dict] | Prompt], *, max_new_
     sampling.check()
     if batch_size < 1:
         raise InferenceError(f"--batch-size {batch_size}: must be at least 1.")
-    ids = prompt_ids(inf, [as_prompt(p) for p in prompts])
-    order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
+    ids = prompt_ids(inf, prompts)
     answers: list[list[int]] = [[] for _ in ids]
     set_seed(seed)
     with Stages(enabled=progress) as stages:
         advance = stages.records(f"generating with the {inf.answers_with}", len(ids))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start: start + batch_size]
+        done = 0
+        for chunk in batches([len(x) for x in ids], batch_size, inf.pads):
             for i, new in zip(chunk, generate_batch(inf, [ids[i] for i in chunk], sampling)):
                 answers[i] = new
-            done = min(start + batch_size, len(order))
+            done += len(chunk)
             advance(done, done)
     return answers
+
+
+def batches(lengths: list[int], batch_size: int, pads: bool) -> list[list[int]]:
+    """Prompt indices in batches, longest prompts first (the least padding); without padding, one length per batch."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    if pads:
+        return [order[s: s + batch_size] for s in range(0, len(order), batch_size)]
+    out: list[list[int]] = []
+    for i in order:
+        if out and len(out[-1]) < batch_size and lengths[out[-1][0]] == lengths[i]:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
 
 
 def generate_answers(inf: Inference, prompts: list[list[dict] | Prompt], *, max_new_tokens: int = 256,
