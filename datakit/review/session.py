@@ -1,8 +1,8 @@
 """One review: the findings index served a page at a time, each record read when it is shown, the decisions made.
 
 The index holds one row per finding on a record (rule, line, message, the fix action, label), sorted by rule and
-line; filters (rule, severity, label, text, decided or not) run on it in memory, and only the page asked for leaves
-the server. Records stay on disk (`store.RecordStore`). Copies, near copies and conflicting answers are groups: the
+line; the page lists one entry per record and rule, filtered (rule, severity, label, text, decided or not) in memory,
+and only the page asked for leaves the server. Records stay on disk (`store.RecordStore`). Copies, near copies and conflicting answers are groups: the
 record a finding points at (`related_line`) and every record pointing at it.
 """
 from __future__ import annotations
@@ -76,6 +76,7 @@ class Session:
         self._ctx: RuleContext | None = None
         self._ctx_lock = threading.Lock()
         self.index = _index(findings, self.actions, labels, [c.code for r in select() for c in r.codes])
+        self.entries = _entries(self.index)
         self.flagged = set(self.index["line"].unique().to_list())
         self.groups = _groups(self.index)
         self.anchors = {anchor for _, anchor in self.groups}
@@ -100,7 +101,7 @@ class Session:
     def items(self, wanted: Filter, offset: int = 0, limit: int = 50) -> dict:
         offset, limit = max(offset, 0), min(max(limit, 1), PAGE_MAX)
         rows = self._select(wanted)
-        page = rows.slice(offset, limit).drop("haystack", "order").to_dicts()
+        page = rows.slice(offset, limit).drop("haystack").to_dicts()
         for row in page:
             row["decision"] = self._decision_of(row["line"])
             row["group"] = row["related_line"] if row["rule"] in GROUP_RULES else (
@@ -117,7 +118,7 @@ class Session:
         if wanted.status != "all":
             decided = pl.Series("decided", [line for line, stack in self.decisions.history.items() if stack], pl.Int64)
             expr &= pl.col("line").is_in(decided.implode()) if wanted.status == "decided" else ~pl.col("line").is_in(decided.implode())
-        return self.index.filter(expr)
+        return self.entries.filter(expr)
 
     # --- one record ---------------------------------------------------------------------------------------------------
 
@@ -233,7 +234,7 @@ class Session:
         touches (the page asks the reviewer first), else that number comes back."""
         if action not in ("accept", "keep", "drop"):
             raise ReviewError(f"bulk action {action!r}: expected accept, keep or drop")
-        rows = self._select(wanted).select("line", "rule").unique("line", keep="first", maintain_order=True)
+        rows = self._select(wanted).select("line", "rule").unique("line", keep="first", maintain_order=True)  # one per record
         if confirm != rows.height:
             return {"count": rows.height, "applied": False}
         made = []
@@ -284,6 +285,17 @@ def _index(findings: pl.DataFrame, actions: dict[str, str | None], labels: dict[
         pl.concat_str([pl.col("message"), pl.col("excerpt").fill_null(""), pl.col("field").fill_null(""),
                        pl.col("line").cast(pl.String)], separator="\n").str.to_lowercase().alias("haystack"))
     return frame.sort(["order", "line"], maintain_order=True).with_row_index("id")
+
+
+def _entries(index: pl.DataFrame) -> pl.DataFrame:
+    """What the page lists: one entry per record and rule (a record with two HTML tags is one entry of hygiene.html),
+    with the first finding's message and how many findings of the rule the record has."""
+    return (index.group_by("order", "rule", "line", maintain_order=True)
+            .agg(pl.first("id"), pl.first("severity"), pl.first("message"), pl.first("excerpt"), pl.first("related_line"),
+                 pl.first("detail"), pl.first("fix"), pl.first("label"), pl.len().alias("findings"),
+                 pl.col("field").drop_nulls().unique(maintain_order=True).str.join(", ").alias("field"),
+                 pl.col("haystack").str.join("\n"))
+            .drop("order"))
 
 
 def _groups(index: pl.DataFrame) -> dict[tuple[str, int], list[int]]:

@@ -6,7 +6,7 @@ const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const PAGE = 50;
 const ACTION_WORDS = {accept: "repair accepted", keep: "kept as is", drop: "dropped", edit: "edited"};
 const state = {filter: {rule: "", severity: "", label: "", status: "all", q: ""}, offset: 0, total: 0, items: [],
-               selected: -1, record: null, editing: false, busy: false};
+               selected: -1, record: null, editing: false, busy: false, asked: 0};
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -110,6 +110,7 @@ function renderItems() {
       el("span", {class: "line"}, `line ${item.line}`), " ",
       el("span", {class: `sev ${item.severity}`}, item.severity), " ",
       decisionBadge(item.decision),
+      item.findings > 1 ? el("span", {class: "muted"}, ` ×${item.findings}`) : null,
       el("div", {class: "message"}, item.message));
     list.append(row);
   });
@@ -120,6 +121,8 @@ function renderItems() {
 }
 
 async function selectItem(i) {
+  const same = i === state.selected && state.record && state.items[i] && state.record.line === state.items[i].line;
+  if (same && state.editing) return;  // a click on the record being edited keeps the edit
   state.selected = i;
   document.querySelectorAll("#items li.item").forEach((li, k) => li.classList.toggle("selected", k === i));
   saveHash();
@@ -150,9 +153,11 @@ async function move(step) {
 // --- one record ---------------------------------------------------------------------------------------------------
 
 async function loadRecord(line) {
+  const asked = ++state.asked;  // only the latest request is shown: an earlier answer arriving late is dropped
+  const rec = await api(`/api/record/${line}`);
+  if (asked !== state.asked) return;
   showError("");
   state.editing = false;
-  const rec = await api(`/api/record/${line}`);
   state.record = rec;
   renderRecord();
 }
@@ -354,11 +359,10 @@ async function bulk(confirm) {
 // --- wiring -------------------------------------------------------------------------------------------------------
 
 function onFilterChange() {
-  state.filter.rule = $("f-rule").value;
-  state.filter.severity = $("f-severity").value;
-  state.filter.label = $("f-label").value;
-  state.filter.status = $("f-status").value;
-  state.filter.q = $("f-q").value.trim();
+  const wanted = {rule: $("f-rule").value, severity: $("f-severity").value, label: $("f-label").value,
+                  status: $("f-status").value, q: $("f-q").value.trim()};
+  if (JSON.stringify(wanted) === JSON.stringify(state.filter)) return;
+  state.filter = wanted;
   state.offset = 0;
   $("bulk-confirm").hidden = true;
   loadItems("first").catch((e) => showError(e.message));
