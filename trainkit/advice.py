@@ -73,8 +73,9 @@ def class_advice(group: dict, rest: float, counts: dict[str, int], audit: AuditF
     name = group["name"]
     have = counts.get(name, 0)
     target = class_target(name, counts, audit.min_per_class)
-    size_findings = [f"{rule}: {excerpt}" for rule, _, excerpt in audit.findings
-                     if rule in SIZE_RULES and (excerpt == name or (rule == "balance.imbalanced" and have < target))]
+    # a class_too_small finding names its class; balance.imbalanced names the largest one, and bears on the small ones
+    size_findings = [f"{rule}: {excerpt}" for rule, _, excerpt in audit.findings if rule in SIZE_RULES and (
+        excerpt == name if rule != "balance.imbalanced" else have < target)]
     rests = [_loss_fact(group, rest, f"class '{name}'")]
     if have < target or size_findings:
         add = max(target - have, 1)
