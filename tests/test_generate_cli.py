@@ -112,3 +112,20 @@ def test_output_over_the_input_and_bad_settings_are_one_line_errors(run_dir, tmp
     assert data.read_bytes() == before
     proc = run_cli("generate", tmp_path, "--data", data, "-o", tmp_path / "p.jsonl", tool="trainkit")
     assert proc.returncode == 2 and "not a trainkit run folder" in proc.stderr
+
+
+def test_a_damaged_adapter_or_unfinished_run_is_one_line(run_dir, tmp_path):
+    import shutil
+
+    data = write_jsonl(tmp_path / "prompts.jsonl", identity_records(2))
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    weights = copy / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    proc = run_cli("generate", copy, "--data", data, "-o", tmp_path / "p.jsonl", tool="trainkit")
+    assert proc.returncode == 2 and "cannot load the adapter" in proc.stderr, proc.stderr
+    shutil.rmtree(copy / "adapter")
+    proc = run_cli("chat", copy, tool="trainkit")
+    assert proc.returncode == 2 and "has not finished" in proc.stderr and "--resume" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.jsonl").exists()

@@ -21,10 +21,11 @@ from trainkit.model import load_tokenizer, quantization_config, quiet_transforme
 from trainkit.plan import PROMPT_LEARNING
 from trainkit.templates import Segment
 from trainkit.tokenize import _leading_bos, prepare_tokenizer, record_segments
-from trainkit.trust import ModelTrust, refuse_pickle_weights
+from trainkit.trust import ModelTrust, code_hint, refuse_pickle_weights
 
 RUN_FILE = "run.json"  # trainkit.train.RUN_FILE (not imported: train.py pulls in the Trainer)
 SYSTEM_SHARE = 0.5  # a system message on at least half the training records is the run's system prompt
+SYSTEM_SAMPLE = 2000  # training records read to find it (chat starts in a second, whatever the data's size)
 
 
 class InferenceError(ValueError):
@@ -58,15 +59,19 @@ class Inference:
 
     @cached_property
     def system(self) -> str | None:
-        """The run's system prompt: the system message that at least half of the training records carry, if any.
-        Read from the training data on first use (chat needs it; batch generation takes each record's own)."""
-        from datakit.normalise import load
+        """The run's system prompt: the system message that at least half of the training records carry (among the
+        first SYSTEM_SAMPLE), if any. Read from the training data on first use (chat needs it; batch generation takes
+        each record's own)."""
+        from datakit.io.read import open_raw
+        from datakit.normalise import normalise
 
         data = Path(self.run.get("data", ""))
         if not data.is_file():
             return None
         try:
-            systems = load(data, None).valid["system"].to_list()
+            with open_raw(data) as stream:
+                first = next(stream.batches(max_records=SYSTEM_SAMPLE), [])
+            systems = normalise(first, str(data)).valid["system"].to_list()
         except Exception:  # noqa: BLE001  the data moved or changed since training: no system prompt, not a crash
             return None
         counts = Counter(s for s in systems if s)
@@ -113,8 +118,9 @@ def _load_causal_lm(folder: Path, flag: str, trust: ModelTrust, device: str, fou
     except pickle.UnpicklingError as e:
         raise InferenceError(f"{flag} {folder}: its pickle weights hold more than tensors ({str(e).splitlines()[-1]}); "
                              "use a safetensors copy.") from None
-    except (OSError, ValueError, ImportError) as e:
-        raise InferenceError(f"{flag} {folder}: cannot load the model ({type(e).__name__}: {e}).") from None
+    except Exception as e:  # noqa: BLE001  transformers, safetensors and torch each raise their own types for a bad folder
+        raise InferenceError(f"{flag} {folder}: cannot load the model ({type(e).__name__}: {str(e)[:300]})."
+                             + code_hint(folder)) from None
     return model if four_bit else model.to(device)
 
 
@@ -152,7 +158,12 @@ def load_for_inference(run_dir: Path, *, merged: Path | None = None, base: bool 
 
         refuse_pickle_weights(saved, trust, "adapter")
         four_bit = method == "qlora" and device == "cuda"  # as trained; on a CPU the base loads unquantised
-        model = PeftModel.from_pretrained(_load_causal_lm(base_dir, "base model", trust, device, four_bit), str(saved))
+        base_model = _load_causal_lm(base_dir, "base model", trust, device, four_bit)
+        try:
+            model = PeftModel.from_pretrained(base_model, str(saved))
+        except Exception as e:  # noqa: BLE001  safetensors, peft and torch each raise their own types for a bad folder
+            raise InferenceError(f"{saved}: cannot load the adapter onto {base_dir} ({type(e).__name__}: {str(e)[:300]}); "
+                                 "the adapter files are damaged, or the base model is not the one it was trained on.") from None
         answers_with = f"adapter {saved}"
     model.eval()
     model.config.use_cache = True
@@ -288,7 +299,13 @@ def generate_ids(inf: Inference, prompts: list[list[dict] | Prompt], *, max_new_
         advance = stages.records(f"generating with the {inf.answers_with}", len(ids))
         done = 0
         for chunk in batches([len(x) for x in ids], batch_size, inf.pads):
-            for i, new in zip(chunk, generate_batch(inf, [ids[i] for i in chunk], sampling)):
+            try:
+                out = generate_batch(inf, [ids[i] for i in chunk], sampling)
+            except torch.OutOfMemoryError:
+                raise InferenceError(f"out of GPU memory generating {len(chunk)} prompt(s) of up to {len(ids[chunk[0]])} "
+                                     f"tokens with {sampling.max_new_tokens} new tokens each; pass --batch-size "
+                                     f"{max(1, len(chunk) // 2)} (or a smaller --max-new-tokens).") from None
+            for i, new in zip(chunk, out):
                 answers[i] = new
             done += len(chunk)
             advance(done, done)
