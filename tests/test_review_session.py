@@ -51,6 +51,7 @@ def test_the_store_reads_every_record_back_as_the_reader_does(name, tmp_path):
         back = store.get(rec.line)
         assert (back.line, back.text, back.obj, back.error) == (rec.line, rec.text, rec.obj, rec.error)
     lines = {r.line for r in raw}
+    assert list(store.texts(sorted(lines))) == [(r.line, r.text) for r in sorted(raw, key=lambda r: r.line)]
     assert all(store.get(n) is None for n in (0, -3, max(lines) + 1, max(lines) + 500) if n not in lines)
 
 

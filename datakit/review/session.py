@@ -39,6 +39,7 @@ GROUP_MAX = 12  # members of a group shown side by side
 NOTE_MAX = 2_000
 RAW_MAX = 20_000  # characters of an unreadable record's text shown
 STATUSES = ("all", "open", "decided")
+UNREADABLE = ("format.invalid_json", "format.record_too_large")  # records that can only be dropped
 
 
 class ReviewError(ValueError):
@@ -237,12 +238,10 @@ class Session:
         rows = self._select(wanted).select("line", "rule").unique("line", keep="first", maintain_order=True)  # one per record
         if confirm != rows.height:
             return {"count": rows.height, "applied": False}
-        made = []
-        for line, rule in rows.iter_rows():
-            rec = self.store.get(line)
-            if rec is None or (rec.error is not None and action == "keep"):
-                continue
-            made.append(Decision(line, record_checksum(rec.text), action, rule, note or None))
+        unreadable = set(self.index.filter(pl.col("rule").is_in(list(UNREADABLE)))["line"].to_list()) if action == "keep" else set()
+        rules = dict(rows.iter_rows())
+        made = [Decision(line, record_checksum(text), action, rules[line], note or None)
+                for line, text in self.store.texts(list(rules)) if text is not None and line not in unreadable]
         with self.lock:
             self.log.append_many(made)
         return {"count": len(made), "applied": True, "progress": self.progress()}

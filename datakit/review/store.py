@@ -9,6 +9,7 @@ the same way.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,33 @@ class RecordStore:
             f.seek(int(self._offsets[at]))
             no, text, error, rule = json.loads(f.readline())
         return RawRecord(no, text, None if error is not None else json.loads(text), error, rule)
+
+    def texts(self, lines: list[int]) -> Iterator[tuple[int, str | None]]:
+        """(line, the record's text as the reader gives it, or None where there is no record) for many lines at once
+        (a bulk decision needs their checksums): a plain JSON Lines line is its bytes decoded when they are plain
+        UTF-8 with no carriage return or byte-order mark; any other line is read through `get`."""
+        if self._spool is not None:
+            for line in lines:
+                rec = self.get(line)
+                yield line, None if rec is None else rec.text
+            return
+        with open(self.path, "rb") as f:
+            for line in lines:
+                if not 1 <= line <= len(self._starts):
+                    yield line, None
+                    continue
+                start = int(self._starts[line - 1])
+                end = int(self._starts[line]) if line < len(self._starts) else self._size
+                f.seek(start)
+                data = f.read(end - start).removesuffix(b"\n")
+                try:
+                    text = data.decode("utf-8") if data.strip() and b"\r" not in data and line > 1 else None
+                except UnicodeDecodeError:
+                    text = None
+                if text is None:
+                    rec = self.get(line)
+                    text = None if rec is None else rec.text
+                yield line, text
 
     def _spool_records(self, stages: Stages) -> tuple[np.ndarray, np.ndarray]:
         lines, offsets, at = [], [], 0
