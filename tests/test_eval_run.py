@@ -37,8 +37,9 @@ def test_the_run_report_has_the_eval_loss_per_label_and_it_adds_up(labelled_run)
 
 
 def test_advice_names_the_small_class_with_a_count_and_not_the_big_one(labelled_run):
-    _, report = labelled_run
+    result, report = labelled_run
     advice = report["evaluation"]["advice"]
+    assert result.advice == [a["text"] for a in advice]  # what `trainkit train` prints
     about = {a["subject"]: a for a in advice if a["kind"] in ("add_records", "inspect_findings", "inspect_records")}
     assert "task" in about and "who" not in about
     task = about["task"]

@@ -137,6 +137,8 @@ def train(
         raise typer.Exit(130)
     out.print(f"trained {result.steps} steps; train loss {result.train_loss:.4f}"
               + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""), highlight=False)
+    for advice in result.advice:
+        out.print(f"[bold]advice:[/] {escape(advice)}", highlight=False, soft_wrap=True)
     out.print(f"output: {result.output_dir}\nreport: {result.report}", highlight=False)
 
 
@@ -280,7 +282,8 @@ def main() -> None:
     except Exception as e:  # click usage errors and anything unforeseen: one line, never a traceback
         import click
 
-        if isinstance(e, click.exceptions.ClickException):
+        # typer >= 0.29 bundles its own click: its usage errors are not click's classes but show() the same way.
+        if isinstance(e, (click.exceptions.ClickException, typer.exceptions.TyperException)) and hasattr(e, "show"):
             e.show()
             sys.exit(2)
         if os.environ.get("TRAINKIT_DEBUG"):

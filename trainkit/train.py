@@ -60,6 +60,7 @@ class RunResult:
     interrupted: bool
     report: Path
     diagnoses: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)  # which data to add (trainkit.advice), from the eval per label / length
     model: Any = field(default=None, repr=False)  # the trained model in memory (PeftModel, or the model for full / freeze)
 
 
@@ -384,8 +385,8 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
                       "weights_sha256); the saved output is the main process's. Launch every process with the same "
                       "trainkit, torch and transformers versions.")
     report_path = run_dir / "report.html"
+    evaluation = None
     if main:
-        evaluation = None
         if has_eval and not interrupted and state.num_processes == 1:  # a sharded model answers only on every process
             from trainkit.evaluate import evaluate_trained
 
@@ -408,7 +409,7 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     state.wait_for_everyone()  # no process returns before the run folder is complete
     return RunResult(run_dir=run_dir, output_dir=out, steps=trainer.state.global_step, train_loss=losses[-1] if losses else None,
                      eval_loss=eval_loss, interrupted=interrupted, report=report_path, diagnoses=diagnosis.messages,
-                     model=trainer.model)
+                     advice=[a["text"] for a in (evaluation or {}).get("advice", [])], model=trainer.model)
 
 
 def own_facts(trainer: SFTTrainer, throughput: Throughput, cuda: bool) -> dict[str, Any]:
