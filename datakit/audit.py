@@ -78,14 +78,14 @@ class Audit:
         started = time.perf_counter()
         config = self.config
         rules = select(config.only, config.skip)
-        inputs = self._inputs()
+        scoring = ("model_scores",) if config.correspondence.score_model and any(
+            r.family == "correspondence" for r in rules) else ()
+        inputs = self._inputs(scoring=bool(scoring))
         path = inputs.dataset.path if isinstance(inputs, FrameInput) else str(getattr(inputs, "source", self.source))
         with Stages(enabled=self.progress) as stages:
             if config.leakage.against and any(r.family == "leakage" for r in rules):
                 with stages.step("reading eval sets"):
                     self.against = [load(p) for p in config.leakage.against]
-            scoring = ("model_scores",) if config.correspondence.score_model and any(
-                r.family == "correspondence" for r in rules) else ()
             plan = Plan.of(rules, self.extra_measures + scoring)
             ctx = RuleContext(config=config, against=self.against, path=path,
                               measured=measurement_facts(plan, config, self.against))
@@ -99,12 +99,17 @@ class Audit:
             with stages.step("building the report"):
                 self.report = self._report(path, run, rules, ctx, time.perf_counter() - started)
 
-    def _inputs(self) -> FileInput | FrameInput | LinedInput:
+    def _inputs(self, scoring: bool = False) -> FileInput | FrameInput | LinedInput:
+        from datakit.measure.model_scores import SCORED_BATCH_RECORDS
+
+        # a model scores a few hundred records while the rest of the audit does 10,000: smaller batches keep the
+        # progress bar moving while it scores
+        records = min(self.batch_records, SCORED_BATCH_RECORDS) if scoring else self.batch_records
         if isinstance(self.source, Dataset):
-            return FrameInput(self.source, self.batch_records)
+            return FrameInput(self.source, records)
         if isinstance(self.source, LinedInput):
             return self.source
-        return FileInput(self.source, self.config.label_field, batch_records=self.batch_records)
+        return FileInput(self.source, self.config.label_field, batch_records=records)
 
     # --- what the run found -----------------------------------------------------------------------------------
 
@@ -145,6 +150,8 @@ class Audit:
     # --- the report -------------------------------------------------------------------------------------------
 
     def _report(self, path: str, run, rules: list, ctx: RuleContext, elapsed: float) -> AuditReport:
+        from datakit.measure.model_scores import record_scores
+
         counts = dict(self.findings().group_by("rule").len().collect(engine="streaming").iter_rows())
         total = sum(counts.values())
         examples = _examples(self.findings(), self.config.max_examples)
@@ -167,6 +174,7 @@ class Audit:
             findings_file=None if inline else FindingsFile(path=str(self.sidecar()), count=total),
             against=list(self.config.leakage.against), config=self.config,
             next_steps=_next_steps(path, results, self.config), stages=timings, peak_rss_mb=_peak_rss_mb(),
+            record_scores=record_scores(self.records(), self.config),
         )
         return report
 

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import matplotlib as mpl
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import StrMethodFormatter
 
@@ -65,7 +66,7 @@ def report_charts(report: AuditReport) -> list[Chart]:
     """Every chart of the report, in page order."""
     return [_token_chart(report), _labels_chart(report), _languages_chart(report), _leading_chart(report),
             _clusters_chart(report), _correspondence_chart(report),
-            _ifd_chart(report)]
+            _ifd_chart(report), _perplexity_chart(report)]
 
 
 def summary_of(report: AuditReport, family: str) -> dict | None:
@@ -291,9 +292,50 @@ def _correspondence_chart(report: AuditReport) -> Chart:
 
 def _ifd_chart(report: AuditReport) -> Chart:
     title = "Instruction-following difficulty (IFD)"
-    caption = ("Answers by IFD = loss(answer | instruction) / loss(answer) from --score-model; at 1 and above the "
-               "instruction does not help predict the answer (correspondence.high_ifd).")
-    hist = (summary_of(report, "correspondence") or {}).get("ifd_histogram")
-    if not hist:
-        return Chart("ifd", title, caption, missing="not run: audit with --score-model DIR to score answers with a local model.")
-    return bar_chart("ifd", title, caption, list(hist.items()), "answers", ACCENT, total=sum(hist.values()))
+    caption = ("Answers by IFD = loss(answer | instruction) / loss(answer) from --score-model; at the red line and above "
+               "the instruction does not help predict the answer (correspondence.high_ifd).")
+    values = [v for v in report.record_scores.ifd if v is not None] if report.record_scores else []
+    if not values:
+        return Chart("ifd", title, caption, missing=_unscored(report))
+    limit = report.config.correspondence.max_ifd
+    edges = np.linspace(0, max(1.5, limit + 0.25, max(values)) + 1e-9, 31)
+    return _score_histogram("ifd", title, caption, values, edges, "IFD", ACCENT, limit)
+
+
+def _perplexity_chart(report: AuditReport) -> Chart:
+    title = "Answer perplexity"
+    caption = ("Answers by the perplexity of their tokens given the instruction (--score-model), on a log scale: very low "
+               "is boilerplate the model already knows, very high is noise, another language or a wrong answer.")
+    values = [v for v in report.record_scores.perplexity if v is not None] if report.record_scores else []
+    if not values:
+        return Chart("perplexity", title, caption, missing=_unscored(report))
+    edges = np.geomspace(max(min(values), 1.0) * 0.999, max(max(values), 2.0) * 1.001, 31)
+    return _score_histogram("perplexity", title, caption, values, edges, "perplexity (log scale)", ACCENT_2, None, log=True)
+
+
+def _unscored(report: AuditReport) -> str:
+    if report.record_scores is None:
+        return "not run: audit with --score-model DIR to score answers with a local model."
+    return "no answer could be scored (the template renders none of them)."
+
+
+def _score_histogram(key: str, title: str, caption: str, values: list[float], edges: np.ndarray, label: str, color: str,
+                     limit: float | None, log: bool = False) -> Chart:
+    """Records per bin of a per-record score, with the rule's limit as a red line where there is one."""
+    counts, _ = np.histogram(values, edges)
+    with mpl.rc_context(STYLE):
+        fig = new_figure(5.0, 2.3)
+        ax = fig.subplots()
+        ax.stairs(counts, edges, fill=True, color=color, alpha=0.85, linewidth=0)
+        if log:
+            ax.set_xscale("log")
+        if limit is not None:
+            ax.axvline(limit, color=LIMIT, linewidth=1.2, linestyle="--")
+            above = sum(v >= limit for v in values)
+            ax.set_title(f"{above:,} at or above {limit:g}", loc="right", color=LIMIT, fontsize=8, fontweight="normal")
+        ax.grid(axis="x", visible=False)
+        ax.set_xlabel(label)
+        ax.set_ylabel("answers")
+        ax.margins(y=0.05)
+        _thousands(ax.yaxis)
+        return Chart(key, title, caption, svg_of(fig, key, title))

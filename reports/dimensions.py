@@ -1,5 +1,6 @@
 """One-line readings of the quality-dimension summaries for the terminal and the Markdown summary: each variant's share
-per consistency group, how much of its own prompt an answer covers (correspondence), the most common misspellings,
+per consistency group, how much of its own prompt an answer covers and the model scores (correspondence), the most
+common misspellings,
 how completeness judged end punctuation and what cut answers it found, and the most common hedges. Plain text, not
 escaped."""
 from __future__ import annotations
@@ -27,6 +28,10 @@ def dimension_lines(report: AuditReport) -> list[str]:
         lines.append(f"correspondence · answers covering their own prompt (share of its weighted words): {bars}; "
                      f"mean {corr['mean_own_relevance']:.0%} own vs {corr['mean_other_relevance']:.0%} other prompts; "
                      f"{corr['unrelated_answers']:,} answers fit another prompt better")
+    if corr.get("scored_answers"):
+        lines.append(f"correspondence · model scores of {corr['scored_answers']:,} answers: median IFD {corr['median_ifd']:.3f}, "
+                     f"median perplexity {corr['median_perplexity']:,.1f}, {corr['high_ifd_answers']:,} with IFD at or above "
+                     f"{report.config.correspondence.max_ifd:g}")
     return lines + _answer_quality_lines(summaries)
 
 

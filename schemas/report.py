@@ -96,6 +96,24 @@ class FindingsFile(BaseModel):
                         "by the next of its values; rows are grouped by rule, each rule's by line.")
 
 
+class RecordScores(BaseModel):
+    """Per-record scores from a local causal LM (`--score-model`), as columns: entry i of every list is one valid record,
+    in input order."""
+
+    model: str = Field(description="The model folder that scored the answers.")
+    source: list[str] = Field(description="The file (or shard) each record was read from.")
+    line: list[int] = Field(description="Each record's JSON Lines line, or its record number in a JSON array or Parquet file "
+                            "(1-based), as in `findings`.")
+    perplexity: list[float | None] = Field(
+        description="exp of the mean cross-entropy of the answer's tokens given its instruction, rendered with the training "
+        "template; null where the template cannot render the record.")
+    ifd: list[float | None] = Field(
+        description="Instruction-following difficulty: the answer's mean loss given its instruction over its mean loss alone "
+        "(Li et al., NAACL 2024). Near 0: the instruction makes the answer easy to predict; 1 and above: it does not help "
+        "(correspondence.high_ifd); `datakit fix --keep-top-ifd` keeps the highest below 1. Null where either loss is "
+        "missing (an empty answer).")
+
+
 class StageTiming(BaseModel):
     stage: str
     seconds: float
@@ -117,6 +135,7 @@ class AuditReport(BaseModel):
     config: AuditConfig
     next_steps: list[str] = Field(default_factory=list, description="Commands to run next, derived from the findings.")
     gx: GxValidation | None = Field(None, description="Great Expectations validation of the per-record metrics, when run with --gx.")
+    record_scores: RecordScores | None = Field(None, description="Per-record perplexity and IFD, with --score-model.")
     stages: list[StageTiming] = Field(default_factory=list, description="Seconds spent per stage (summed over batches).")
     peak_rss_mb: float | None = Field(None, description="Peak resident memory of the audit process (or its largest worker), MiB.")
 

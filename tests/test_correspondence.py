@@ -136,14 +136,27 @@ def test_score_model_gives_each_answer_perplexity_and_ifd(tmp_path, tiny_model):
 
     records = alpaca("alpaca_en_sample.json")[:12]
     path = write(tmp_path, records)
-    proc, report = audit_json(tmp_path, str(path), "--only", "correspondence", "--score-model", str(tiny_model), "--no-html")
+    proc, report = audit_json(tmp_path, str(path), "--only", "correspondence", "--score-model", str(tiny_model))
     assert proc.returncode == 0, proc.stderr
     summary = next(f["summary"] for f in report["families"] if f["family"] == "correspondence")
-    scores = summary["scores"]
-    assert scores["line"] == list(range(1, 13)) and summary["scored_answers"] == 12
+    scores = report["record_scores"]  # per-record columns of the report
+    assert scores["line"] == list(range(1, 13)) and scores["source"] == [str(path)] * 12
+    assert scores["model"] == str(tiny_model) and summary["scored_answers"] == 12
     high = [line for line, ifd in zip(scores["line"], scores["ifd"]) if ifd >= 1]
     assert sorted(f["line"] for f in report["findings"] if f["rule"] == "correspondence.high_ifd") == high
-    assert sum(summary["ifd_histogram"].values()) == 12
+    assert summary["high_ifd_answers"] == len(high) and summary["median_ifd"] == pytest.approx(
+        sorted(scores["ifd"])[5:7][0] / 2 + sorted(scores["ifd"])[5:7][1] / 2, abs=1e-4)
+    page = next(tmp_path.glob("report-*.html")).read_text(encoding="utf-8")  # both histograms drawn from the columns
+    assert 'aria-label="Instruction-following difficulty (IFD)"' in page and 'aria-label="Answer perplexity"' in page
+    assert "median IFD" in " ".join(proc.stdout.split())
+    import jsonschema
+
+    from tests.conftest import run_cli
+
+    schema = json.loads(run_cli("schema").stdout)  # `datakit schema` documents the columns; the report matches it
+    jsonschema.validate(report, schema)
+    columns = schema["$defs"]["RecordScores"]["properties"]
+    assert {"model", "source", "line", "perplexity", "ifd"} <= set(columns) and "Li et al." in columns["ifd"]["description"]
 
     tokenizer, model = AutoTokenizer.from_pretrained(tiny_model), AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     example = tokenize_frame(load(path).frame.head(1), tokenizer).examples[0]
@@ -167,7 +180,7 @@ def test_fix_keep_top_ifd_keeps_the_most_instructive_share_and_rejects_the_rest(
     records = alpaca("alpaca_en_sample.json")[:20]
     path = write(tmp_path, records)
     proc, report = audit_json(tmp_path, str(path), "--only", "correspondence", "--score-model", str(tiny_model), "--no-html")
-    scores = next(f["summary"] for f in report["families"] if f["family"] == "correspondence")["scores"]
+    scores = report["record_scores"]
     under = sorted((-ifd, line) for line, ifd in zip(scores["line"], scores["ifd"]) if ifd < 1)
     kept = {line for _, line in under[:math.ceil(0.5 * len(under))]}
     out = tmp_path / "clean.jsonl"

@@ -59,6 +59,8 @@ class Scorer:
         """Per valid record of a datakit frame with an answer: id, perplexity of the answer given the instruction, and
         IFD (null where the template cannot render the record). `progress(n)` is called as records are scored."""
         valid = frame.filter(pl.col("valid")).with_row_index("row")
+        if valid.is_empty():
+            return pl.DataFrame(schema={"id": pl.Int64, "perplexity": pl.Float64, "ifd": pl.Float64})
         # rows numbered for the call: in a directory of shards, two records of one batch may share a line number
         tokenized = tokenize_frame(valid.with_columns(pl.col("row").cast(pl.Int64).alias("line")), self.tokenizer)
         given = [Example(e.input_ids[:MAX_TOKENS], e.labels[:MAX_TOKENS], e.line) for e in tokenized.examples]

@@ -133,7 +133,7 @@ class CorrespondenceRules(Rule):
         return concat_findings(found), summary | model_summary
 
     def _model_scores(self, state: pl.LazyFrame, ctx: RuleContext) -> tuple[pl.DataFrame, dict]:
-        """--score-model: records with IFD at or above the limit, and the per-record scores with their histograms."""
+        """--score-model: records with IFD at or above the limit (and, with keep_top_ifd, those outside the kept share)."""
         cfg = ctx.config.correspondence
         rows = state.select("id", "line", "perplexity", "ifd").collect(engine="streaming")
         high = rows.filter(pl.col("ifd") >= cfg.max_ifd).with_columns(ctx.source_of().alias("source"))
@@ -146,20 +146,14 @@ class CorrespondenceRules(Rule):
                                                         pl.col("ifd").round(3)))
         if cfg.keep_top_ifd is not None:
             found = concat_findings([found, self._below_top(rows, ctx)])
-        ifd = rows["ifd"].drop_nulls().to_numpy()
-        ppl = rows["perplexity"].drop_nulls().to_numpy()
-        ifd_bins = [0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1, 1.5, max(1.5, float(ifd.max()) if len(ifd) else 1.5) + 1e-9]
-        ppl_bins = [1, 2, 5, 10, 20, 50, 100, 1000, max(1000.0, float(ppl.max()) if len(ppl) else 1000) + 1e-9]
-        hist = lambda values, bins: {f"{lo:g}-{hi:.4g}": int(c) for lo, hi, c in zip(bins, bins[1:], np.histogram(values, bins)[0])}
+        ifd, ppl = rows["ifd"].drop_nulls(), rows["perplexity"].drop_nulls()
+        # the per-record scores are columns of the report (`record_scores`), drawn as histograms on its page
         return found, {
             "scored_answers": len(ifd),
             "high_ifd_answers": high.height,
-            "ifd_histogram": hist(ifd, ifd_bins),
-            "perplexity_histogram": hist(ppl, ppl_bins),
-            "scores": {"line": rows["line"].to_list(), "perplexity": [round(v, 3) if v is not None else None for v in rows["perplexity"]],
-                       "ifd": rows["ifd"].to_list()},
+            "median_ifd": round(float(ifd.median()), 4) if len(ifd) else None,
+            "median_perplexity": round(float(ppl.median()), 2) if len(ppl) else None,
         }
-
 
     def _below_top(self, rows: pl.DataFrame, ctx: RuleContext) -> pl.DataFrame:
         """Records under max_ifd outside the keep_top_ifd share of them, ranked by IFD (highest first, ties by line)."""

@@ -75,11 +75,11 @@ def audit_batch(batch: Dataset | RawBatch, plan: Plan, ctx: RuleContext) -> Batc
 
 def record_state(batch: Dataset) -> pl.DataFrame:
     """Per record, what the report's profile and the Great Expectations suite read: where it is, whether it is
-    valid, its format and label, and the measurements taken (token counts, text lengths, hash, language)."""
+    valid, its format and label, and the measurements taken (token counts, text lengths, hash, language, model scores)."""
     frame = batch.frame
     chars = lambda c: pl.col(c).fill_null("").str.strip_chars().str.len_chars().cast(pl.Int64)
-    optional = [c for c in ("prompt_tokens", "response_tokens", "tokens", "prompt_hash", "record_hash", "response_lang")
-                if c in frame.columns]
+    optional = [c for c in ("prompt_tokens", "response_tokens", "tokens", "prompt_hash", "record_hash", "response_lang",
+                            "perplexity", "ifd") if c in frame.columns]
     return frame.select("id", "source", "line", "valid", "format", "label",
                         pl.when(pl.col("valid")).then(chars("prompt")).alias("prompt_chars"),
                         pl.when(pl.col("valid")).then(chars("response")).alias("response_chars"), *optional)
