@@ -129,3 +129,10 @@ def test_a_damaged_adapter_or_unfinished_run_is_one_line(run_dir, tmp_path):
     assert proc.returncode == 2 and "has not finished" in proc.stderr and "--resume" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_usage_mistakes_are_usage_errors_not_internal_errors(tmp_path):
+    proc = run_cli("generate", tool="trainkit")
+    assert proc.returncode == 2 and "Missing argument" in proc.stderr and "internal error" not in proc.stderr
+    proc = run_cli("chat", tmp_path, "--temprature", "1", tool="trainkit")
+    assert proc.returncode == 2 and "No such option" in proc.stderr and "internal error" not in proc.stderr
