@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 from trainkit.model import load_tokenizer, quantization_config, quiet_transformers
-from trainkit.plan import PROMPT_LEARNING
 from trainkit.templates import Segment
 from trainkit.tokenize import _leading_bos, prepare_tokenizer, record_segments
 from trainkit.trust import ModelTrust, code_hint, refuse_pickle_weights
@@ -53,9 +52,13 @@ class Inference:
     device: str
     answers_with: str  # "adapter <dir>", "merged model <dir>", "base model <dir>", "model <dir>"
     run: dict = field(repr=False)  # run.json
-    # prefix / prompt tuning: peft ignores position ids, so left padding would shift every position; such a model
-    # is given batches of prompts of one length (no padding) instead
-    pads: bool = True
+
+    @property
+    def pads(self) -> bool:
+        """False for prefix / prompt tuning: peft ignores position ids there, so left padding would shift every
+        position; such a model is given batches of prompts of one length (no padding) instead."""
+        config = getattr(self.model, "active_peft_config", None)
+        return not getattr(config, "is_prompt_learning", False)
 
     @cached_property
     def system(self) -> str | None:
@@ -167,9 +170,8 @@ def load_for_inference(run_dir: Path, *, merged: Path | None = None, base: bool 
         answers_with = f"adapter {saved}"
     model.eval()
     model.config.use_cache = True
-    adapter_only = merged is None and not base
     return Inference(model=model, tokenizer=tokenizer, template=template, max_length=int(run["plan"]["max_length"]["value"]),
-                     device=device, answers_with=answers_with, run=run, pads=not (adapter_only and method in PROMPT_LEARNING))
+                     device=device, answers_with=answers_with, run=run)
 
 
 # ---- prompts -> ids ----------------------------------------------------------------------------------------
