@@ -20,7 +20,7 @@ def labelled_run(tiny_model, tmp_path_factory):
     records = [r | {"kind": "who"} for r in identity_records(72)] + [r | {"kind": "task"} for r in alpaca_sample(12)]
     data = write_jsonl(tmp / "labelled.jsonl", records)
     result = train(data, tiny_model, tmp / "run", method="full", max_steps=60, learning_rate=3e-3, label_field="kind",
-                   allow_findings=True, progress=False)
+                   allow_findings=True, compare_base=2, progress=False)
     return result, json.loads((result.run_dir / "run_report.json").read_text())
 
 
@@ -34,6 +34,9 @@ def test_the_run_report_has_the_eval_loss_per_label_and_it_adds_up(labelled_run)
     assert by["task"]["loss"] > by["who"]["loss"]
     assert len(report["eval_lines"]) == report["records"]["eval"]
     assert e["worst"] and all("answer" in w for w in e["worst"])
+    compared = e["compare_base"]
+    assert len(compared) == 2 and e["base_answers_with"].startswith("base model")
+    assert any(c["base"] != c["adapter"] for c in compared)
 
 
 def test_advice_names_the_small_class_with_a_count_and_not_the_big_one(labelled_run):
@@ -59,6 +62,7 @@ def test_the_run_page_shows_the_eval_sections_and_no_raw_dicts(labelled_run):
                     "The audit of the training data", "Loss and learning rate"):
         assert section in page
     assert "add " in page and "task" in page and 'id="by-label"' in page and page.count("<svg") >= 2
+    assert "Base model and trained model, side by side" in page  # --compare-base 2 at the end of training
     assert "{'" not in page and '{"' not in page  # no Python or JSON dict printed on the page
     assert "<script" not in page
 

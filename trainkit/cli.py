@@ -110,6 +110,8 @@ def train(
     gpu_mem: Annotated[float | None, typer.Option("--gpu-mem", help="GPU memory to plan for, GiB.")] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)] = False,
     allow_pickle_weights: Annotated[bool, typer.Option("--allow-pickle-weights", help=PICKLE_HELP)] = False,
+    compare_base: Annotated[int | None, typer.Option(help="At the end, answer N eval prompts with the base model and the "
+                                                          "trained one, side by side in the report.")] = None,
 ) -> None:
     """Audit DATA, plan, and train an adapter into the run folder (--output)."""
     from trainkit.config import merged_options
@@ -123,7 +125,7 @@ def train(
              "trainable_layers": trainable_layers, "layer_lr_decay": layer_lr_decay, "label_field": label_field, "class_weights": class_weights,
              "audit_config": audit_config, "allow_findings": allow_findings, "resume": resume, "save_steps": save_steps,
              "keep_checkpoints": keep_checkpoints, "attention": attention, "seed": seed, "gpu_mem_gib": gpu_mem,
-             "trust_remote_code": trust_remote_code, "allow_pickle_weights": allow_pickle_weights}
+             "trust_remote_code": trust_remote_code, "allow_pickle_weights": allow_pickle_weights, "compare_base": compare_base}
     options = merged_options(config, flags, run)
     result = run(**options, console=err)
     state = process_state()

@@ -26,7 +26,7 @@ LIMITS: dict[str, Any] = {
     "max_steps": Field(ge=1), "epochs": Field(gt=0), "learning_rate": Field(gt=0, lt=1), "max_length": Field(ge=1),
     "effective_batch": Field(ge=1), "micro_batch": Field(ge=1), "lora_r": Field(ge=1), "lora_dropout": Field(ge=0, lt=1),
     "trainable_layers": Field(ge=1), "layer_lr_decay": Field(gt=0, le=1), "save_steps": Field(ge=1),
-    "keep_checkpoints": Field(ge=1), "seed": Field(ge=0), "gpu_mem_gib": Field(gt=0),
+    "keep_checkpoints": Field(ge=1), "seed": Field(ge=0), "gpu_mem_gib": Field(gt=0), "compare_base": Field(ge=0),
 }
 # Flags whose name is not the option's with dashes.
 FLAG_NAMES = {"data": "DATA", "learning_rate": "--lr", "eval_data": "--eval", "gpu_mem_gib": "--gpu-mem"}

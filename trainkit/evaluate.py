@@ -208,8 +208,11 @@ def with_advice(evaluation: dict[str, Any], *, trained_labels: list[str | None],
 
 def evaluate_trained(model, tokenizer, *, template: str, max_length: int, method: str, output: str, base_model: str,
                      eval_frame: pl.DataFrame, trained_labels: list[str | None], audited: pl.DataFrame, audit_report,
-                     label_field: str | None, seed: int, progress: bool) -> dict[str, Any]:
-    """The end-of-training evaluation, on the model in memory (the best checkpoint when early stopping kept one)."""
+                     label_field: str | None, seed: int, progress: bool, compare_base: int = 0, run_dir=None,
+                     trust=None) -> dict[str, Any]:
+    """The end-of-training evaluation, on the model in memory (the best checkpoint when early stopping kept one).
+    `compare_base`: eval prompts also answered by the base model (the adapter switched off, or, for a run that trained
+    the whole model, the base loaded from `run_dir`'s run.json with the run's `trust`)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.config.use_cache = True  # training turned the cache off for gradient checkpointing; generation wants it
     model.eval()  # no dropout: the answers are the model's, deterministic
@@ -217,7 +220,14 @@ def evaluate_trained(model, tokenizer, *, template: str, max_length: int, method
     kind = "model" if method in ("full", "freeze") else "adapter"
     inf = Inference(model=model, tokenizer=tokenizer, template=template, max_length=max_length, device=device,
                     answers_with=f"trained {kind} {output}", run={"model": base_model})
-    evaluation = evaluate(inf, eval_frame, method=method, label_field=label_field, seed=seed, progress=progress)
+    base_inf = None
+    if compare_base and not hasattr(model, "disable_adapter"):
+        from trainkit.generate import load_for_inference
+
+        base_inf = load_for_inference(run_dir, base=True, trust_remote_code=trust.remote_code,
+                                      allow_pickle_weights=trust.pickle_weights)
+    evaluation = evaluate(inf, eval_frame, method=method, label_field=label_field, seed=seed, progress=progress,
+                          compare_base=compare_base, base=base_inf)
     return with_advice(evaluation, trained_labels=trained_labels, audited=audited, audit_report=audit_report)
 
 

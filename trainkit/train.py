@@ -238,7 +238,7 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
           audit_config: str | Path | None = None, allow_findings: bool = False, resume: bool = False,
           save_steps: int = 100, keep_checkpoints: int = 3, attention: str | None = None, seed: int = 42,
           gpu_mem_gib: float | None = None, trust_remote_code: bool = False, allow_pickle_weights: bool = False,
-          progress: bool = True, console: Console | None = None,
+          compare_base: int = 0, progress: bool = True, console: Console | None = None,
           callbacks: list[TrainerCallback] | None = None) -> RunResult:
     """Train an adapter on DATA. Settings left as None come from the plan (`trainkit plan` prints it).
 
@@ -394,7 +394,7 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
                 trainer.model, tokenizer, template=tok.template, max_length=ml, method=method, output=str(out),
                 base_model=str(model_dir), eval_frame=eval_frame, trained_labels=[e.label for e in examples],
                 audited=train_frame if eval_data else pl.concat([train_frame, eval_frame]), audit_report=report,
-                label_field=label_field, seed=seed, progress=progress)
+                label_field=label_field, seed=seed, progress=progress, compare_base=compare_base, run_dir=run_dir, trust=trust)
         elif has_eval and not interrupted:
             console.print(f"note: the eval loss per label, source and length of a multi-process run: `trainkit eval {run_dir}`",
                           highlight=False)
