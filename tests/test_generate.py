@@ -135,3 +135,13 @@ def test_prompt_tuning_answers_do_not_depend_on_the_batch(tiny_model, tmp_path):
     batched = generate_answers(inf, prompts, max_new_tokens=6, batch_size=5, progress=False)
     assert batched == [generate_answers(inf, [p], max_new_tokens=6, batch_size=1, progress=False)[0] for p in prompts]
     assert not inf.pads and load_for_inference(run_dir, base=True).pads
+
+
+def test_a_record_ending_on_a_question_is_all_prompt():
+    asked = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    prompt, reference = prompt_of({"messages": asked, "format": "openai"})
+    assert prompt.messages == asked and reference is None
+    prompt, reference = prompt_of({"messages": asked[:2], "format": "openai"})
+    assert prompt.messages == asked[:1] and reference == "b"
+    alpaca = {"messages": asked[:2], "format": "alpaca", "instruction": "a", "input": "ctx"}
+    assert prompt_of(alpaca)[0] == Prompt(asked[:1], "a", "ctx")

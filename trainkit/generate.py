@@ -182,13 +182,13 @@ def as_prompt(prompt: Prompt | list[dict]) -> Prompt:
 
 
 def prompt_of(row: dict) -> tuple[Prompt, str | None]:
-    """A datakit record (a row of `datakit.normalise.load(...).valid`) as the prompt before its last answer, and that
-    answer (the reference; None when the record has no assistant turn)."""
+    """A datakit record (a row of `datakit.normalise.load(...).valid`) as the prompt before its final answer, and that
+    answer (the reference). A record that ends on a question (no answer after its last user or tool turn) is all
+    prompt, with no reference."""
     messages = [m for m in row["messages"] if m["content"] is not None]
-    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
-    reference = messages[last]["content"] if last is not None else None
-    history = messages[:last] if last is not None else messages
-    alpaca = row.get("format") == "alpaca" and last == len(messages) - 1
+    answered = bool(messages) and messages[-1]["role"] == "assistant"
+    history, reference = (messages[:-1], messages[-1]["content"]) if answered else (messages, None)
+    alpaca = row.get("format") == "alpaca" and answered
     return Prompt(history, row.get("instruction") if alpaca else None, row.get("input") if alpaca else None), reference
 
 
