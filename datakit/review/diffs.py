@@ -9,10 +9,15 @@ WORDS = re.compile(r"\s+|[\w\u0080-\uffff]+|[^\w\s]", re.UNICODE)
 MAX_CHARS = 20_000  # longer texts are compared on their first MAX_CHARS characters (the rest shown as it is)
 
 
-def word_diff(before: str, after: str) -> list[list[str]]:
+def word_diff(before: str, after: str, least: float = 0.0) -> list[list[str]] | None:
+    """The segments turning `before` into `after`; None when the texts share less than `least` of their words (two
+    different answers side by side read better whole than as one long deletion and insertion)."""
     a, b = WORDS.findall(before[:MAX_CHARS]), WORDS.findall(after[:MAX_CHARS])
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    if least and before != after and matcher.quick_ratio() < least:
+        return None
     out: list[list[str]] = []
-    for op, a0, a1, b0, b1 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
         if op == "equal":
             _add(out, "=", "".join(a[a0:a1]))
             continue

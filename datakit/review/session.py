@@ -36,6 +36,7 @@ GROUP_RULES = {"duplicate.exact": "exact copies", "duplicate.conflicting_output"
                "near_duplicate.cluster": "near-duplicate cluster"}
 PAGE_MAX = 200
 GROUP_MAX = 12  # members of a group shown side by side
+SIMILAR = 0.5  # a member's text is shown as a diff against the first member's when they share this much, else whole
 NOTE_MAX = 2_000
 RAW_MAX = 20_000  # characters of an unreadable record's text shown
 STATUSES = ("all", "open", "decided")
@@ -168,7 +169,7 @@ class Session:
             rec = self.store.get(line)
             fields = text_fields(rec.obj) if rec is not None and rec.error is None else []
             for i, f in enumerate(fields):
-                f["diff"] = word_diff(base[i]["text"], f["text"]) if line != anchor and i < len(base) else None
+                f["diff"] = word_diff(base[i]["text"], f["text"], SIMILAR) if line != anchor and i < len(base) else None
             shown.append({"line": line, "fields": fields, "decision": self._decision_of(line)})
         return {"rule": rule, "kind": GROUP_RULES[rule], "anchor": anchor, "size": len(self.groups[(rule, anchor)]) + 1,
                 "members": shown}

@@ -6,7 +6,7 @@ const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const PAGE = 50;
 const ACTION_WORDS = {accept: "repair accepted", keep: "kept as is", drop: "dropped", edit: "edited"};
 const state = {filter: {rule: "", severity: "", label: "", status: "all", q: ""}, offset: 0, total: 0, items: [],
-               selected: -1, record: null, editing: false, busy: false, asked: 0};
+               selected: -1, record: null, editing: false, busy: false, asked: 0, loading: null};
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -152,14 +152,16 @@ async function move(step) {
 
 // --- one record ---------------------------------------------------------------------------------------------------
 
-async function loadRecord(line) {
+function loadRecord(line) {
   const asked = ++state.asked;  // only the latest request is shown: an earlier answer arriving late is dropped
-  const rec = await api(`/api/record/${line}`);
-  if (asked !== state.asked) return;
-  showError("");
-  state.editing = false;
-  state.record = rec;
-  renderRecord();
+  state.loading = api(`/api/record/${line}`).then((rec) => {
+    if (asked !== state.asked) return;
+    showError("");
+    state.editing = false;
+    state.record = rec;
+    renderRecord();
+  });
+  return state.loading;
 }
 
 function diffNodes(segments) {
@@ -382,7 +384,9 @@ function onKey(event) {
   const run = keys[event.key];
   if (!run) return;
   event.preventDefault();
-  Promise.resolve(run()).catch((e) => showError(e.message));
+  // an action key waits for the record being loaded, so it never acts on the one shown before
+  const ready = "jku".includes(event.key) ? Promise.resolve() : Promise.resolve(state.loading).catch(() => null);
+  ready.then(run).catch((e) => showError(e.message));
 }
 
 async function start() {
