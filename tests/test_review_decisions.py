@@ -24,13 +24,25 @@ def test_latest_decision_wins_and_undo_takes_back_the_latest(tmp_path):
     log.append(Decision(3, "sha256:aa", "keep"))
     log.append(Decision(5, "sha256:bb", "drop", note="spam"))
     log.append(Decision(3, "sha256:aa", "drop"))
-    log.undo(5)
+    log.undo([5])
     log.close()
     again = load_decisions(path)
     assert {line: d.action for line, d in again.latest().items()} == {3: "drop"}
     assert list(again.order) == [3] and again.warnings == []
     assert again.undo(3).action == "keep"  # one undo more goes back to the decision before
     assert [json.loads(x)["action"] for x in path.read_text().splitlines()] == ["keep", "drop", "drop", "undo"]
+
+
+def test_decisions_made_together_are_undone_together(tmp_path):
+    log = _log(tmp_path / "review.jsonl")
+    log.append(Decision(1, "sha256:a", "keep"))
+    log.append_many([Decision(line, "sha256:a", "drop", batch="b2") for line in (4, 5, 6)])
+    assert sorted(log.decisions.last()) == [4, 5, 6]
+    log.undo(log.decisions.last())
+    assert log.decisions.last() == [1]
+    log.close()
+    again = load_decisions(tmp_path / "review.jsonl")
+    assert list(again.latest()) == [1] and again.last() == [1]
 
 
 def test_a_torn_last_line_is_ignored_with_a_warning_and_cut_before_the_next_append(tmp_path):
@@ -93,7 +105,7 @@ def reviewed(tmp_path):
     log.append(on(7, "edit", rule="empty.output", record=raw[7].obj | {"output": "I will stay silent."}))
     log.append(on(9, "drop", note="not a translation pair"))
     log.append(on(9, "keep"))
-    log.undo(9)  # back to the drop
+    log.undo([9])  # back to the drop
     log.append(on(8, "keep", rule="duplicate.exact"))
     log.append(Decision(1, record_checksum("something else"), "drop"))  # made on another file: must not apply
     log.append(Decision(42, record_checksum("x"), "drop"))

@@ -141,14 +141,17 @@ def test_decisions_bulk_and_undo_reach_the_file(session):
     assert session.record(HEDGED)["decision"]["fields"][-1]["text"] == "Built 1887-1889."
     preview = session.bulk(Filter(rule="hygiene.html"), "accept", None)
     assert preview == {"count": len(set(_lines(session.items(Filter(rule="hygiene.html"))))), "applied": False}
+    html = {HTML, HTML_LIST, XSS, XSS + 1, XSS + 2, XSS + 3}
     assert session.bulk(Filter(rule="hygiene.html"), "accept", preview["count"])["applied"]
-    assert session.undo()["line"] == max(_lines(session.items(Filter(rule="hygiene.html"))))
+    assert session.items(Filter(status="open", rule="hygiene.html"))["total"] == 0
+    assert session.undo()["lines"] == sorted(html)  # the bulk action is undone as a whole
+    assert set(_lines(session.items(Filter(status="open", rule="hygiene.html")))) == html
+    assert session.bulk(Filter(rule="hygiene.html"), "accept", preview["count"])["applied"]
     saved = load_decisions(path).latest()
     assert saved[EMAIL].checksum == record_checksum(raw[EMAIL].text)
     assert saved[HEDGED].record["output"] == "Built 1887-1889." and saved[HEDGED].note == "sourced"
-    assert {line for line, d in saved.items() if d.action == "accept"} == ({EMAIL, HTML, HTML_LIST, XSS, XSS + 1, XSS + 2, XSS + 3}
-                                                                        - {max(_lines(session.items(Filter(rule="hygiene.html"))))})
-    assert set(_lines(session.items(Filter(status="open", rule="hygiene.html")))) == {max(_lines(session.items(Filter(rule="hygiene.html"))))}
+    assert {line for line, d in saved.items() if d.action == "accept"} == html | {EMAIL}
+    assert session.undo()["lines"] == sorted(html) and session.undo()["lines"] == [HEDGED]
 
 
 @pytest.mark.parametrize("row, says", [

@@ -39,11 +39,13 @@ class Decision:
     rule: str | None = None  # the finding the reviewer was looking at
     note: str | None = None
     record: Any = None  # edit: the whole record with its new texts
+    batch: str | None = None  # decisions made together (a bulk action, a group's pick): undone together
     at: int = 0
 
     def as_json(self) -> dict:
         row = {"line": self.line, "checksum": self.checksum, "action": self.action}
-        row |= {k: v for k, v in (("rule", self.rule), ("note", self.note), ("record", self.record)) if v is not None}
+        row |= {k: v for k, v in (("rule", self.rule), ("note", self.note), ("record", self.record), ("batch", self.batch))
+                if v is not None}
         return row
 
 
@@ -69,9 +71,20 @@ class Decisions:
         self.order.pop(decision.line, None)
         self.order[decision.line] = None
 
-    def last(self) -> int | None:
-        """The line of the latest decision still in force."""
-        return next(reversed(self.order), None)
+    def last(self) -> list[int]:
+        """The lines of the latest decision still in force: one, or every line of its batch."""
+        latest = next(reversed(self.order), None)
+        if latest is None:
+            return []
+        batch = self.current(latest).batch
+        if batch is None:
+            return [latest]
+        lines = []
+        for line in reversed(self.order):
+            if self.current(line).batch != batch:
+                break
+            lines.append(line)
+        return lines
 
     def undo(self, line: int) -> Decision | None:
         """Take back the latest decision of `line`; returns the one now current (None: undecided)."""
@@ -127,7 +140,7 @@ def _parse(path: Path, no: int, raw: bytes) -> dict:
                          "be applied to another record.")
     if action == "edit" and not isinstance(row.get("record"), dict):
         raise InputError(f"{path}:{no}: an edit decision needs the edited record as a JSON object under 'record'.")
-    for key in ("rule", "note"):
+    for key in ("rule", "note", "batch"):
         if row.get(key) is not None and not isinstance(row[key], str):
             raise InputError(f"{path}:{no}: '{key}' must be text.")
     return row
@@ -137,7 +150,8 @@ def _apply(found: Decisions, row: dict, no: int) -> None:
     if row["action"] == UNDO:
         found.undo(row["line"])
         return
-    found.add(Decision(row["line"], row["checksum"], row["action"], row.get("rule"), row.get("note"), row.get("record"), no))
+    found.add(Decision(row["line"], row["checksum"], row["action"], row.get("rule"), row.get("note"), row.get("record"),
+                       row.get("batch"), no))
 
 
 class DecisionLog:
@@ -181,10 +195,12 @@ class DecisionLog:
             self.decisions.add(placed[-1])
         return placed
 
-    def undo(self, line: int) -> Decision | None:
-        self._write([{"line": line, "action": UNDO, "time": _now()}])
-        self.decisions.lines += 1
-        return self.decisions.undo(line)
+    def undo(self, lines: list[int]) -> None:
+        now = _now()
+        self._write([{"line": line, "action": UNDO, "time": now} for line in lines])
+        for line in lines:
+            self.decisions.lines += 1
+            self.decisions.undo(line)
 
     def _write(self, rows: list[dict]) -> None:
         if not rows:

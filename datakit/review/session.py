@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,8 @@ class Session:
             raise ReviewError("no decision given")
         made = [self._decision(row) for row in rows]
         with self.lock:
+            if len(made) > 1:  # a group's pick: undone as one
+                made = [replace(d, batch=f"b{self.decisions.lines + 1}") for d in made]
             placed = self.log.append_many(made)
         return {"decisions": [self._view(d) for d in placed], "progress": self.progress()}
 
@@ -241,19 +243,21 @@ class Session:
             return {"count": rows.height, "applied": False}
         unreadable = set(self.index.filter(pl.col("rule").is_in(list(UNREADABLE)))["line"].to_list()) if action == "keep" else set()
         rules = dict(rows.iter_rows())
-        made = [Decision(line, record_checksum(text), action, rules[line], note or None)
-                for line, text in self.store.texts(list(rules)) if text is not None and line not in unreadable]
         with self.lock:
+            batch = f"b{self.decisions.lines + 1}"
+            made = [Decision(line, record_checksum(text), action, rules[line], note or None, batch=batch)
+                    for line, text in self.store.texts(list(rules)) if text is not None and line not in unreadable]
             self.log.append_many(made)
         return {"count": len(made), "applied": True, "progress": self.progress()}
 
     def undo(self) -> dict:
-        """Take back the latest decision made (of any record)."""
+        """Take back the latest decision made (of any record; a bulk action or a group's pick as a whole)."""
         with self.lock:
-            if (line := self.decisions.last()) is None:
+            if not (lines := self.decisions.last()):
                 raise ReviewError("nothing to undo")
-            self.log.undo(line)
-        return {"line": line, "decision": self._decision_of(line), "progress": self.progress()}
+            self.log.undo(lines)
+        return {"lines": sorted(lines), "decisions": {line: self._decision_of(line) for line in lines},
+                "progress": self.progress()}
 
     def _decision_of(self, line: int, rec: RawRecord | None = None) -> dict | None:
         d = self.decisions.current(line)

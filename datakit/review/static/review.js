@@ -285,7 +285,7 @@ async function undo() {
   try {
     const data = await api("/api/undo", {});
     setProgress(data.progress);
-    $("list-status").dataset.undone = data.line;
+    $("list-status").dataset.undone = data.lines.join(" ");
   } catch (e) {
     showError(e.message);
     return;
