@@ -124,10 +124,9 @@ def fix(path: str | Path, output: str | Path | None = None, rejected: str | Path
 
     review = None
     if decisions is not None:
-        from datakit.review.apply import ReviewedRecords
-        from datakit.review.decisions import load_decisions
+        from datakit.review.apply import reviewed_records
 
-        review = ReviewedRecords(load_decisions(decisions))
+        review = reviewed_records(decisions)
     rules = select(config.only, config.skip)
     actions = actions_for(select(), config)  # every family's: read findings carry format codes even when format is skipped
     with (output_lock("datakit fix", [clean_path, rej_path]),

@@ -147,3 +147,5 @@ def test_a_damaged_decisions_file_stops_fix_with_one_line(reviewed, tmp_path):
     proc = run_cli("fix", data, "-o", tmp_path / "clean.jsonl", "--decisions", decisions, "-q")
     assert proc.returncode == 2 and not (tmp_path / "clean.jsonl").exists()
     assert proc.stderr.strip().startswith(f"error: {decisions}:1: not a JSON line") and "Traceback" not in proc.stderr
+    proc = run_cli("fix", data, "-o", tmp_path / "clean.jsonl", "--decisions", tmp_path / "typo.jsonl", "-q")
+    assert proc.returncode == 2 and f"{tmp_path / 'typo.jsonl'}: no such decisions file" in proc.stderr

@@ -67,10 +67,12 @@ def request(served: Served, method: str, path: str, headers: dict | None = None,
 def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     data = review_sample(folder / "sample.jsonl")
+    before = data.read_bytes()
     with review_server(data, "--only", FAMILIES, "--decisions", folder / "review.jsonl") as s:
         s.folder = folder
         yield s
     out, err = s.proc.communicate(timeout=30)
+    assert data.read_bytes() == before  # the input is never modified
     assert s.proc.returncode == 0, err
     assert "stopped: 1 of" in out and f"--decisions {folder / 'review.jsonl'}" in " ".join(out.split())
 
@@ -144,9 +146,13 @@ def test_a_saved_report_is_reviewed_without_auditing_again_and_must_be_of_this_f
     data = review_sample(tmp_path / "sample.jsonl")
     proc = run_cli("audit", data, "--only", "hygiene", "--json", tmp_path / "r.json", "--no-html", "-q", "--fail-on", "never")
     assert proc.returncode == 0, proc.stderr
-    with review_server(data, "--report", tmp_path / "r.json") as s:
-        status, _, body = request(s, "GET", "/api/items?rule=hygiene.html", {"X-Review-Token": s.token})
-        assert status == 200 and json.loads(body)["total"] == 6  # records with HTML (11 findings)
+    proc = run_cli("audit", data, "--only", "hygiene", "--json", tmp_path / "p.json", "--no-html", "-q", "--fail-on", "never",
+                   "--inline-findings", "0")
+    assert proc.returncode == 0 and (tmp_path / "p.findings.parquet").exists(), proc.stderr
+    for report in ("r.json", "p.json"):  # findings inline, and in the Parquet file beside the report
+        with review_server(data, "--report", tmp_path / report) as s:
+            status, _, body = request(s, "GET", "/api/items?rule=hygiene.html", {"X-Review-Token": s.token})
+            assert status == 200 and json.loads(body)["total"] == 6  # records with HTML (11 findings)
     other = tmp_path / "other.jsonl"
     other.write_text(data.read_text().replace("Say hi", "Say hello"))
     proc = run_cli("review", other, "--report", tmp_path / "r.json", "--no-browser", "-q", timeout=120)

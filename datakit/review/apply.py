@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
-from datakit.io.read import RawRecord
+from datakit.io.read import InputError, RawRecord
 from datakit.normalise import detect_format
-from datakit.review.decisions import REVIEW_DROP, Decision, Decisions, record_checksum
+from datakit.review.decisions import REVIEW_DROP, Decision, Decisions, load_decisions, record_checksum
 
 
 class ReviewedRecords:
@@ -61,6 +62,14 @@ class ReviewedRecords:
         self.skipped += len(missing)
         return [f"{self.path}:{self.latest[line].at}: decision '{self.latest[line].action}' on line {line} skipped: "
                 f"the input has no record at that line ({records} records)." for line in missing]
+
+
+def reviewed_records(path: str | Path) -> ReviewedRecords:
+    """The decisions file `fix --decisions` names; unlike a review, which starts one, fix needs it to exist."""
+    if not Path(path).exists():
+        raise InputError(f"{path}: no such decisions file. Write one with `datakit review DATA --decisions {path}`, "
+                         "or leave out --decisions.")
+    return ReviewedRecords(load_decisions(path))
 
 
 def review_reason(decision: Decision) -> dict:
