@@ -136,3 +136,20 @@ def test_usage_mistakes_are_usage_errors_not_internal_errors(tmp_path):
     assert proc.returncode == 2 and "Missing argument" in proc.stderr and "internal error" not in proc.stderr
     proc = run_cli("chat", tmp_path, "--temprature", "1", tool="trainkit")
     assert proc.returncode == 2 and "No such option" in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_a_record_of_questions_is_answered_turn_by_turn_as_mt_bench_asks(run_dir, tmp_path):
+    from trainkit.generate import generate_answers, load_for_inference
+
+    data = tmp_path / "mt.jsonl"
+    lines = (EXAMPLES / "mt_bench_questions.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    generate(run_dir, data, tmp_path / "preds.jsonl", max_new_tokens=5, batch_size=2, progress=False)
+    preds = _lines(tmp_path / "preds.jsonl")
+    inf = load_for_inference(run_dir)
+    for line, pred in zip(lines, preds):
+        first, second = json.loads(line)["turns"]
+        a1 = generate_answers(inf, [[{"role": "user", "content": first}]], max_new_tokens=5, progress=False)[0]
+        a2 = generate_answers(inf, [[{"role": "user", "content": first}, {"role": "assistant", "content": a1},
+                                     {"role": "user", "content": second}]], max_new_tokens=5, progress=False)[0]
+        assert pred["answers"] == [a1, a2] and pred["prediction"] == a2 and pred["reference"] is None
