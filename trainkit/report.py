@@ -169,7 +169,7 @@ def page_view(r: dict) -> dict:
     view: dict[str, Any] = {"kind": r.get("kind", "run"), "run_dir": r["run_dir"], "evaluation": _eval_view(r.get("evaluation")),
                             "audit": _audit_view(r["audit"]) if r.get("audit") else None,
                             "notes": list(r.get("diagnoses", [])) + (plan["warnings"] if plan else []),
-                            "versions": " · ".join(f"{k} {v}" for k, v in r["versions"].items())}
+                            "versions": " · ".join(f"{k} {v}" for k, v in r["versions"].items()), "data": r.get("data")}
     if plan:
         model, tp = plan["model"], r["throughput"]
         losses = [h["loss"] for h in r["log_history"] if "loss" in h]
