@@ -108,3 +108,27 @@ def test_a_missing_run_folder_is_one_line(tmp_path):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 2 and "not a trainkit run folder" in child.before and "Traceback" not in child.before
+
+
+def test_a_template_that_refuses_the_system_role_is_a_note_not_a_crash(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    template = copy / "adapter" / "chat_template.jinja"
+    template.write_text("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+                        + template.read_text(encoding="utf-8"), encoding="utf-8")
+    child = spawn(copy, "--max-new-tokens", "3")
+    child.expect("you> ")
+    child.sendline("hi")
+    child.expect("cannot render this conversation: .*System role not supported")
+    child.expect("you> ")
+    child.sendline("/system none")
+    child.expect("you> ")
+    child.sendline("hi")
+    child.expect("assistant> ")
+    child.expect("you> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

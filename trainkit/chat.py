@@ -111,7 +111,12 @@ def chat(inf: Inference, sampling: Sampling, *, stdin: TextIO = sys.stdin, out: 
         if line.startswith("/"):
             command(text, talk, say)
             continue
-        ids, dropped = talk.fit(inf, text, budget)
+        try:
+            ids, dropped = talk.fit(inf, text, budget)
+        except Exception as e:  # noqa: BLE001  a chat template that refuses a role (some reject system prompts)
+            say(f"(the {inf.template} template cannot render this conversation: {type(e).__name__}: {e}; "
+                "/system none drops the system prompt, /reset the history)")
+            continue
         if dropped:
             say(f"(note: the {dropped} oldest exchange(s) were dropped to keep the conversation within the run's "
                 f"max_length of {inf.max_length} tokens)")
