@@ -106,8 +106,6 @@ class Session:
         page = rows.slice(offset, limit).drop("haystack").to_dicts()
         for row in page:
             row["decision"] = self._decision_of(row["line"])
-            row["group"] = row["related_line"] if row["rule"] in GROUP_RULES else (
-                row["line"] if any((r, row["line"]) in self.groups for r in GROUP_RULES) else None)
         return {"total": rows.height, "offset": offset, "items": page, "progress": self.progress()}
 
     def _select(self, wanted: Filter) -> pl.DataFrame:

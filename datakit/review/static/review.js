@@ -115,7 +115,8 @@ function renderItems() {
     list.append(row);
   });
   const first = state.total ? state.offset + 1 : 0;
-  $("list-status").textContent = `${first}–${state.offset + state.items.length} of ${state.total} findings`;
+  const what = state.filter.rule ? "flagged records" : "entries (a record once per rule)";
+  $("list-status").textContent = `${first}–${state.offset + state.items.length} of ${state.total} ${what}`;
   $("prev").disabled = state.offset === 0;
   $("next").disabled = state.offset + state.items.length >= state.total;
 }
