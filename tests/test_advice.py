@@ -78,7 +78,7 @@ def test_a_failing_class_with_enough_records_points_at_its_conflicting_answers(a
 def test_a_failing_length_bucket_points_at_max_length(audited):
     audit, counts, lines = audited
     lengths = [group("<64", 1.0, tokens=2000), group("512-1023", 2.4, records=3, tokens=300)]
-    e = evaluation([], by_length=lengths, over_length=[7, 9])
+    e = evaluation([], by_length=lengths, over_length=[7, 9], label_field=None)
     (a,) = advise(e, train_counts=counts, lines_of=lines, audit=audit)
     assert a["kind"] == "max_length" and a["subject"] == "512-1023"
     assert "--max-length" in a["text"] and "max_length 512 tokens" in a["rests_on"]
@@ -89,3 +89,11 @@ def test_no_group_far_above_the_rest_gives_no_advice(audited):
     audit, counts, lines = audited
     e = evaluation([group("small", 1.1), group("big", 1.0, records=30, tokens=3000), group("mid", 1.05)])
     assert advise(e, train_counts=counts, lines_of=lines, audit=audit) == []
+
+
+def test_a_class_too_small_to_have_eval_records_is_told_to_grow(audited):
+    audit, counts, lines = audited
+    e = evaluation([group("big", 1.0, records=30, tokens=3000), group("mid", 1.0)])  # 'small' held nothing out
+    (a,) = advise(e, train_counts=counts, lines_of=lines, audit=audit)
+    assert a["subject"] == "small" and a["kind"] == "add_records" and "too few to hold any out" in a["text"]
+    assert "no eval record of this class" in a["rests_on"] and "volume.class_too_small: small" in a["rests_on"]

@@ -68,24 +68,28 @@ def class_target(label: str, counts: dict[str, int], min_per_class: int) -> int:
     return int(max(min_per_class, PER_CLASS[0], min(PER_CLASS[1], typical)))
 
 
-def class_advice(group: dict, rest: float, counts: dict[str, int], audit: AuditFacts, lines_of: dict[str, set[int]],
-                 label_field: str) -> Advice:
-    name = group["name"]
+def _size_facts(name: str, counts: dict[str, int], audit: AuditFacts, label_field: str) -> tuple[int, int, list[str]]:
+    """(records trained on, records to aim for, the facts a shortage rests on: counts, the volume table, findings)."""
     have = counts.get(name, 0)
     target = class_target(name, counts, audit.min_per_class)
     # a class_too_small finding names its class; balance.imbalanced names the largest one, and bears on the small ones
-    size_findings = [f"{rule}: {excerpt}" for rule, _, excerpt in audit.findings if rule in SIZE_RULES and (
+    findings = [f"{rule}: {excerpt}" for rule, _, excerpt in audit.findings if rule in SIZE_RULES and (
         excerpt == name if rule != "balance.imbalanced" else have < target)]
+    others = [n for k, n in counts.items() if k != name]
+    table = f"the documents' volume table: {PER_CLASS[0]}-{PER_CLASS[1]} records per class"
+    facts = [f"{have} training record(s) of '{name}' ({label_field})",
+             table + (f"; the other classes have a median of {median(others):g}" if others else "")] + findings
+    return have, target, facts if (have < target or findings) else []
+
+
+def class_advice(group: dict, rest: float, counts: dict[str, int], audit: AuditFacts, lines_of: dict[str, set[int]],
+                 label_field: str) -> Advice:
+    name = group["name"]
+    have, target, shortage = _size_facts(name, counts, audit, label_field)
     rests = [_loss_fact(group, rest, f"class '{name}'")]
-    if have < target or size_findings:
-        add = max(target - have, 1)
-        others = [n for k, n in counts.items() if k != name]
-        rests += [f"{have} training record(s) of '{name}' ({label_field})",
-                  f"the documents' volume table: {PER_CLASS[0]}-{PER_CLASS[1]} records per class; the other classes have a "
-                  f"median of {median(others):g}" if others else
-                  f"the documents' volume table: {PER_CLASS[0]}-{PER_CLASS[1]} records per class"] + size_findings
-        return Advice("add_records", name, f"add {add} records of class '{name}' (it has {have}; aim for {target}): the "
-                      "model fails this class and has seen too few examples of it.", rests)
+    if shortage:
+        return Advice("add_records", name, f"add {max(target - have, 1)} records of class '{name}' (it has {have}; aim for "
+                      f"{target}): the model fails this class and has seen too few examples of it.", rests + shortage)
     members = lines_of.get(name, set())
     hits = Counter(rule for rule, line, _ in audit.findings if rule in CONTENT_RULES and line in members)
     rests.append(f"{have} training record(s) of '{name}': enough by the documents' volume table ({PER_CLASS[0]}-"
@@ -138,5 +142,12 @@ def advise(evaluation: dict[str, Any], *, train_counts: dict[str, int], lines_of
     classes, lengths = evaluation.get("by_label", []), evaluation.get("by_length", [])
     out = [class_advice(g, rest_loss(g, classes), train_counts, audit, lines_of, field_name)
            for g in classes if failing(g, classes) and g["name"] != NO_LABEL]
+    scored = {g["name"] for g in classes}
+    for name in sorted(train_counts) if evaluation.get("label_field") else []:
+        have, target, shortage = _size_facts(name, train_counts, audit, field_name)
+        if name not in scored and shortage:
+            out.append(Advice("add_records", name, f"add {max(target - have, 1)} records of class '{name}' (it has {have}, "
+                              f"too few to hold any out for evaluation; aim for {target}): its eval loss cannot be measured "
+                              "and the model has seen too few examples of it.", ["no eval record of this class", *shortage]))
     out += [length_advice(g, rest_loss(g, lengths), evaluation, audit) for g in lengths if failing(g, lengths)]
     return [asdict(a) for a in out]
