@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def served(tmp_path_factory):
     out, err = s.proc.communicate(timeout=30)
     assert data.read_bytes() == before  # the input is never modified
     assert s.proc.returncode == 0, err
-    assert "stopped: 1 of" in out and f"--decisions {folder / 'review.jsonl'}" in " ".join(out.split())
+    assert re.search(r"stopped: [01] of 10 flagged records decided", out) and f"--decisions {folder / 'review.jsonl'}" in " ".join(out.split())
 
 
 def test_the_page_needs_the_token_from_the_url(served):
@@ -166,3 +167,8 @@ def test_a_taken_port_and_a_missing_file_are_one_line_errors(served, tmp_path):
     assert proc.returncode == 2 and f"--port {served.port}: that port is in use" in proc.stderr
     proc = run_cli("review", tmp_path / "nope.jsonl", "--no-browser", timeout=120)
     assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("review", tmp_path, "--no-browser", timeout=120)
+    assert proc.returncode == 2 and "is a directory" in proc.stderr
+    proc = run_cli("review", served.folder / "sample.jsonl", "--report", tmp_path / "r.json", "--only", "pii", "--no-browser",
+                   timeout=120)
+    assert proc.returncode == 2 and "leave out the audit options" in proc.stderr

@@ -50,8 +50,14 @@ def review(path: str | Path, report: str | Path | None = None, decisions: str | 
     from datakit.review.sources import audited, saved
     from datakit.review.store import RecordStore
 
+    if Path(path).is_dir():
+        raise InputError(f"{path}: is a directory; `datakit review` takes one dataset file (.jsonl, .json, .parquet, + .gz): "
+                         f"review each shard, e.g. {Path(path) / 'train.jsonl'}.")
     if not Path(path).is_file():
         raise InputError(f"{path}: no such file. `datakit review` takes one dataset file (.jsonl, .json, .parquet, + .gz).")
+    if report is not None and (config is not None or config_file is not None or any(v is not None for v in options.values())):
+        raise ValueError("--report reviews the findings of that report, made with its own settings: leave out the audit "
+                         "options (--only, --label-field, --config, ...), or leave out --report to audit again with them.")
     decisions = Path(decisions) if decisions is not None else default_decisions(path)
     sock = _bound_socket(port)
     with output_lock("datakit review", [decisions]), tempfile.TemporaryDirectory(prefix="datakit-review-") as work:
