@@ -135,7 +135,10 @@ async function selectItem(i) {
   }
   const row = document.querySelectorAll("#items li.item")[i];
   if (row) row.scrollIntoView({block: "nearest"});
-  await loadRecord(state.items[i].line);
+  await loadRecord(state.items[i].line).catch((e) => {
+    $("record").hidden = false;
+    showError(`line ${state.items[i].line}: ${e.message}`);
+  });
 }
 
 async function move(step) {
@@ -414,8 +417,9 @@ async function start() {
   let typing = null;
   $("f-q").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(onFilterChange, 200); });
   $("filters").addEventListener("submit", (e) => e.preventDefault());
-  $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); loadItems("first"); });
-  $("next").addEventListener("click", () => { state.offset += PAGE; loadItems("first"); });
+  const page = (offset) => { state.offset = offset; loadItems("first").catch((e) => showError(e.message)); };
+  $("prev").addEventListener("click", () => page(Math.max(0, state.offset - PAGE)));
+  $("next").addEventListener("click", () => page(state.offset + PAGE));
   $("act-accept").addEventListener("click", () => decide("accept"));
   $("act-keep").addEventListener("click", () => decide("keep"));
   $("act-drop").addEventListener("click", () => decide("drop"));
