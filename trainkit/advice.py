@@ -18,7 +18,7 @@ PER_CLASS = (10, 100)  # the documents' volume table: a class with fewer than 10
 SIZE_RULES = ("volume.class_too_small", "balance.class_too_small", "balance.imbalanced")
 CONTENT_RULES = ("duplicate.conflicting_output", "near_duplicate.cluster", "duplicate.exact", "consistency.terminology")
 LENGTH_RULES = ("length.too_long",)
-NO_LABEL = "(no label)"  # trainkit.evaluate.NO_LABEL: records without a class are no class to add
+NO_LABEL = "(no label)"  # the eval group of records without a class (trainkit.evaluate): no class to add records to
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 import torch
 
+from trainkit.advice import NO_LABEL
 from trainkit.generate import Inference, generate_answers, prompt_of
 from trainkit.loss import loss_sum
 from trainkit.packing import RowCollator
@@ -24,7 +25,6 @@ from trainkit.tokenize import IGNORE, Example, tokenize_frame
 LENGTH_EDGES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)  # prompt-token buckets: <64, 64-127, ..., 8192+
 WORST = 5  # records with the highest loss shown with the model's answer
 MAX_NEW_TOKENS = 512  # an answer is cut here however long the reference is
-NO_LABEL = "(no label)"
 PPL_CAP = 50.0  # exp of a loss above this overflows into meaningless numbers
 
 
