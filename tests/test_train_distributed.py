@@ -48,7 +48,7 @@ class Runs(NamedTuple):
 def runs(tiny_model, tmp_path_factory) -> Runs:
     """The same data, seed and global batch: one process x micro-batch 2, and 2 processes x micro-batch 1."""
     tmp = tmp_path_factory.mktemp("distributed")
-    data = write_jsonl(tmp / "alpaca_en.jsonl", alpaca_sample(39))
+    data = write_jsonl(tmp / "alpaca_en.jsonl", alpaca_sample(40))
     single = run_cli("train", data, "--model", tiny_model, "--output", tmp / "single", "--micro-batch", "2", *TRAIN_OPTIONS,
                      tool="trainkit")
     assert single.returncode == 0, single.stderr
