@@ -56,3 +56,20 @@ def test_the_page_has_every_section_in_order(run_page):
                 "The plan", "The audit of the training data", "How this run ran"]
     found = [h for h in headings if h in expected]
     assert found == expected
+
+
+def test_eval_report_of_trainkit_eval_renders_with_base_and_trained_answers(run_page):
+    from tests.conftest import run_cli
+
+    proc = run_cli("eval", run_page.parent, "--compare-base", "2", "--worst", "2", tool="trainkit")
+    assert proc.returncode == 0, proc.stderr
+    page_file = run_page.parent / "eval_report.html"
+    with visit(page_file, init_script=HOOKS) as v:
+        assert v.errors == [] and v.requests == [page_file.resolve().as_uri()]
+        assert v.page.evaluate("window.__xss") is None and v.page.evaluate("window.__events") == []
+        assert v.page.title().startswith("trainkit eval · ")
+        compared = v.page.locator("#compare article").count()
+        columns = v.page.locator("#compare article").first.locator("h4").all_text_contents()
+        screenshot(v.page, "eval-report.png")
+    assert compared == 2
+    assert columns[:2] == ["Prompt", "Reference answer"] and columns[2].startswith("base model")
