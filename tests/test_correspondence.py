@@ -77,6 +77,25 @@ def test_an_answer_swapped_into_another_record_points_at_its_true_prompt(tmp_pat
     assert not any(f["line"] is None for f in found)
 
 
+@pytest.mark.parametrize("name, pairs", [
+    ("alpaca_en_sample.json", [(17, 196), (31, 66), (35, 146), (127, 195)]),  # 116 <-> 121 share too few words
+    ("alpaca_zh_sample.json", [(54, 98), (116, 121)]),  # and 35 -> 146 alone; 17/66, 31/127 too few shared words
+])
+def test_two_answers_exchanged_are_flagged_on_both_sides_pointing_at_each_other(tmp_path, name, pairs):
+    """Five pairs of records exchange their answers: where each answer fits the other's prompt at least twice as well as
+    its own (among that answer's best few prompts), both records are flagged, each naming the other, though neither
+    side alone reaches the coverage an unrelated answer needs; nothing else is flagged."""
+    records = alpaca(name)
+    clean = {f["line"] for f in unrelated(check(write(tmp_path, records, "clean.jsonl"))[0])}
+    idx = random.Random(1).sample(range(len(records)), 10)
+    for a, b in zip(idx[::2], idx[1::2]):
+        records[a]["output"], records[b]["output"] = records[b]["output"], records[a]["output"]
+    found, _ = check(write(tmp_path, records))
+    new = {(f["line"], f["related_line"]) for f in unrelated(found) if f["line"] not in clean}
+    assert {(a, b) for a, b in pairs} | {(b, a) for a, b in pairs} <= new
+    assert {line for line, _ in new} <= {i + 1 for i in idx}
+
+
 CLEAN_SETS = [EXAMPLES / "alpaca_en_sample.json", EXAMPLES / "alpaca_zh_sample.json", EXAMPLES / "belle_sample.jsonl",
               EXAMPLES / "alpaca_eval_sample.json", SHARED_DATA / "llamafactory" / "alpaca_en_demo.json",
               SHARED_DATA / "llamafactory" / "alpaca_zh_demo.json", SHARED_DATA / "belle" / "eval_set.json",

@@ -28,6 +28,9 @@ BUCKETS = 1 << 22  # hashed term ids: collisions between distinct words stay rar
 PROMPT_TERMS, ANSWER_TERMS = 64, 256  # distinct terms kept per text (its first ones): enough to judge relevance
 MIN_TERMS = 3  # a prompt with fewer distinct terms says too little to be another answer's better match
 MIN_ANSWERS = 20  # answers needed before a comparison with the others means anything
+# Two answers that fit each other's prompts (a swap) need only this coverage and ratio each; each answer's best
+# SWAP_CANDIDATES sampled prompts are tried.
+SWAP_RELEVANCE, SWAP_RATIO, SWAP_CANDIDATES = 0.1, 2.0, 5
 CHUNK = 4096  # answers compared at a time in `finish`
 STOP = ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for",
         "from", "had", "has", "have", "he", "her", "his", "how", "i", "if", "in", "into", "is", "it", "its", "me",
@@ -99,6 +102,12 @@ class CorrespondenceRules(Rule):
         own_mean, base_mean = float(scored["own"].mean()), float(scored["baseline"].mean())
         clear = (pl.col("other") >= cfg.min_relevance) & (pl.col("other") >= cfg.ratio * pl.col("own"))
         share = scored.filter(clear).height / n
+        # an answer found only as one of an exchanged pair names its partner instead of the prompt that fits it best
+        swap = pl.col("partner_line").is_not_null() & ~clear
+        scored = scored.join(_swapped(scored), on="row", how="left", maintain_order="left").with_columns(
+            pl.when(swap).then("partner_line").otherwise("other_line").alias("other_line"),
+            pl.when(swap).then("partner_cov").otherwise("other").alias("other"), clear.alias("clear"))
+        clear = pl.col("clear") | pl.col("partner_line").is_not_null()
         misaligned = share >= cfg.shifted_share or own_mean < 2 * base_mean
         flagged = scored.filter(clear | _misaligned(scored) if misaligned else clear)
         found = [flag(flagged.with_columns(ctx.source_of().alias("source")), code_info(self, "correspondence.unrelated_answer"),
@@ -170,6 +179,20 @@ class CorrespondenceRules(Rule):
                     field="response", detail=pl.format("IFD {}", pl.col("ifd").round(3)))
 
 
+def _swapped(scored: pl.DataFrame) -> pl.DataFrame:
+    """Answers exchanged between two records: per answer, the partner row and line, and the partner prompt's coverage,
+    where answer a fits prompt b and answer b fits prompt a (each among the other's best few) at least SWAP_RATIO times
+    better than their own prompts, and both at least SWAP_RELEVANCE. Either side alone is weaker evidence than
+    `unrelated_answer` asks for; both agreeing is a coincidence aligned data does not show."""
+    pairs = scored.select("row", "own", pl.col("cand_row").alias("partner"), pl.col("cand_cov").alias("cov")).explode(
+        ["partner", "cov"]).filter((pl.col("partner") != pl.col("row")) & (pl.col("cov") >= SWAP_RELEVANCE)
+                                   & (pl.col("cov") >= SWAP_RATIO * pl.col("own"))).unique(["row", "partner"])
+    back = pairs.select(pl.col("row").alias("partner"), pl.col("partner").alias("row"))
+    lines = scored.select(pl.col("row").alias("partner"), pl.col("line").alias("partner_line"))
+    return (pairs.join(back, on=["row", "partner"]).sort(["row", "cov"], descending=[False, True]).unique("row", keep="first")
+            .join(lines, on="partner").select("row", "partner_line", pl.col("cov").alias("partner_cov")))
+
+
 def _misaligned(scored: pl.DataFrame) -> pl.Expr:
     """In a file whose columns look shifted, the records that show it: where most answers fit the previous (or next)
     record's prompt better than their own, every record where that neighbour wins (its true prompt); otherwise
@@ -235,9 +258,17 @@ def _score_chunk(state: pl.LazyFrame, start: int, n: int, idf: np.ndarray, sampl
     other = np.maximum.reduce([prev, nxt, best])
     other_line = np.where(other == prev, lines[np.maximum(k - 1, 0)],
                           np.where(other == nxt, lines[nxt_idx], sample_lines[best_col] if len(sample_lines) else 0))
+    # the prompts each answer fits best (the sample's top few and both neighbours), for the swap test in `finish`
+    sample_rows = sample["row"].to_numpy()
+    top = (np.argpartition(-against, SWAP_CANDIDATES - 1, axis=1)[:, :SWAP_CANDIDATES]
+           if against.shape[1] > SWAP_CANDIDATES else np.tile(np.arange(against.shape[1]), (len(k), 1)))
+    cand_rows = np.concatenate([sample_rows[top], (lo + np.maximum(k - 1, 0))[:, None], (lo + nxt_idx)[:, None]], axis=1)
+    cand_cov = np.concatenate([np.take_along_axis(against, top, axis=1), prev[:, None], nxt[:, None]], axis=1)
     baseline = against.sum(axis=1) / max(1, int((sample_terms >= MIN_TERMS).sum()) - 1)
     f64 = lambda a: np.asarray(a, dtype=np.float64)
-    return pl.DataFrame({"id": rows["id"].to_numpy()[k], "line": lines[k], "own": f64(own[k]), "prev": f64(prev),
+    return pl.DataFrame({"id": rows["id"].to_numpy()[k], "row": (lo + k).astype(np.int64),
+                         "cand_row": cand_rows.astype(np.int64).tolist(), "cand_cov": f64(cand_cov).tolist(),
+                         "line": lines[k], "own": f64(own[k]), "prev": f64(prev),
                          "next": f64(nxt), "prev_line": lines[np.maximum(k - 1, 0)], "next_line": lines[nxt_idx],
                          "other": f64(other), "other_line": other_line.astype(np.int64), "baseline": f64(baseline)})
 
