@@ -66,3 +66,11 @@ def test_the_callback_says_it_once_from_the_trainer_state():
         if "eval_loss" in entry:
             d.on_evaluate(args, state, TrainerControl(), metrics={"eval_loss": entry["eval_loss"]})
     assert len(d.messages) == 1 and "epoch 3" in d.messages[0]
+
+
+def test_the_run_reports_loss_chart_marks_where_overfitting_began():
+    from trainkit.report import curves_svg
+
+    marked = curves_svg(history(FALLING, [1.60, 1.20, 1.25, 1.40, 1.70]))
+    assert "overfitting from epoch 3 (step 30)" in marked
+    assert "overfitting" not in curves_svg(history(FALLING, [1.9, 1.7, 1.5, 1.3, 1.1]))

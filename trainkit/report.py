@@ -46,6 +46,7 @@ def curves_svg(log_history: list[dict]) -> str | None:
     import matplotlib as mpl
 
     from reports.charts import STYLE, new_figure, svg_of
+    from trainkit.monitor import overfitting
 
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
     evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
@@ -59,6 +60,10 @@ def curves_svg(log_history: list[dict]) -> str | None:
             ax_loss.plot(*zip(*train), label="train loss", color=LOSS, linewidth=1.4)
         if evals:
             ax_loss.plot(*zip(*evals), "o-", label="eval loss", color=EVAL, linewidth=1.4, markersize=3.5)
+        onset = overfitting(log_history)
+        if onset:
+            ax_loss.axvline(onset.step, color=HIGH, linewidth=1.2, linestyle="--",
+                            label=f"overfitting from epoch {onset.epoch} (step {onset.step})")
         ax_loss.set_ylabel("loss")
         if train or evals:
             ax_loss.legend(frameon=False)
