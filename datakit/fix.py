@@ -204,7 +204,7 @@ class _Fixer:
 
     def _batch(self, records: list[RawRecord], reasons: dict[int, list[dict]], survivors, rejected) -> None:
         """Repair rounds over one batch, then each record either survives (written with its reasons) or is rejected."""
-        decided = self.review.of_batch(records) if self.review is not None else {}
+        decided = self.review.of_batch(records, reasons) if self.review is not None else {}
         reasons = {i: rs for i, rs in reasons.items() if i not in decided or decided[i].action == "accept"}
         objects = [r.obj for r in records]
         repaired_by: dict[int, set[str]] = {}

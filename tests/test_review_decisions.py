@@ -107,6 +107,8 @@ def reviewed(tmp_path):
     log.append(on(9, "keep"))
     log.undo([9])  # back to the drop
     log.append(on(8, "keep", rule="duplicate.exact"))
+    log.append(on(4, "accept", rule="format.invalid_json"))  # what fix does to it anyway: rejected
+    log.append(on(6, "keep", rule="format.not_an_object"))  # cannot be kept: reported
     log.append(Decision(1, record_checksum("something else"), "drop"))  # made on another file: must not apply
     log.append(Decision(42, record_checksum("x"), "drop"))
     log.close()
@@ -129,8 +131,11 @@ def test_fix_applies_decisions_first_then_repairs_the_rest_losing_nothing(review
             raw[7].obj | {"output": "I will stay silent."}, raw[8].obj]
     assert clean == kept  # kept html untouched, accepted repair applied, edits in place, the kept copy kept
     out = " ".join(proc.stdout.split())
-    assert f"{decisions}:9: decision 'drop' on line 1 skipped: the record at that line is not the one reviewed" in out
-    assert f"{decisions}:10: decision 'drop' on line 42 skipped: the input has no record at that line (9 records)" in out
+    assert f"{decisions}:11: decision 'drop' on line 1 skipped: the record at that line is not the one reviewed" in out
+    assert f"{decisions}:12: decision 'drop' on line 42 skipped: the input has no record at that line (9 records)" in out
+    assert f"{decisions}:10: decision 'keep' on line 6 skipped: the record is no readable training record " \
+           "(format.not_an_object)" in out
+    assert "on line 4 skipped" not in out
     assert "review.keep" in out and "review.edit" in out
 
 

@@ -15,6 +15,7 @@ from datakit.review.session import PAGE_MAX, Filter, ReviewError, Session
 from datakit.review.sources import audited
 from datakit.review.store import RecordStore
 from tests.conftest import EXAMPLES
+from tests.test_fix import adversarial_lines
 from tests.test_report_html import PAYLOADS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,3 +168,22 @@ def test_bad_decisions_are_refused_with_a_reason(session, row, says):
     with pytest.raises(ReviewError, match=says):
         session.decide([row])
     assert session.decisions.lines == before
+
+
+def test_a_record_that_is_no_training_record_can_only_be_dropped(tmp_path):
+    data = tmp_path / "messy.jsonl"
+    data.write_text("\n".join(adversarial_lines()) + "\n", encoding="utf-8")  # 4: broken JSON, 6: a JSON array
+    found = audited(data, build_config(None, only=["format"]), progress=False)
+    opened = Session(found.source, found.frame, found.config, RecordStore(data, tmp_path), tmp_path / "r.jsonl")
+    try:
+        for line, code in ((4, "format.invalid_json"), (6, "format.not_an_object")):
+            assert opened.record(line)["unusable"] == code
+            for action in ("keep", "edit"):
+                with pytest.raises(ReviewError, match=f"line {line} is no readable training record \\({code}\\)"):
+                    opened.decide([{"line": line, "action": action, "texts": []}])
+            assert opened.decide([{"line": line, "action": "drop"}])["decisions"][0]["action"] == "drop"
+        assert opened.bulk(Filter(), "keep", 2) == {"count": 0, "skipped": 2, "applied": True,
+                                                    "progress": {"decided": 2, "flagged": 2}}
+        assert {d.action for d in opened.decisions.latest().values()} == {"drop"}  # the bulk keep skipped both
+    finally:
+        opened.close()

@@ -28,15 +28,16 @@ class ReviewedRecords:
         self.skipped = 0
         self._seen: set[int] = set()
 
-    def of_batch(self, records: Sequence[RawRecord]) -> dict[int, Decision]:
-        """Position in the batch -> the decision that applies to that record (checksum matched)."""
+    def of_batch(self, records: Sequence[RawRecord], reasons: dict[int, list[dict]]) -> dict[int, Decision]:
+        """Position in the batch -> the decision that applies to that record (checksum matched); `reasons` are the
+        records' findings by position, as fix holds them."""
         out = {}
         for i, rec in enumerate(records):
             decision = self.latest.get(rec.line)
             if decision is None:
                 continue
             self._seen.add(rec.line)
-            if (why := self._refusal(decision, rec)) is not None:
+            if (why := self._refusal(decision, rec, reasons.get(i, []))) is not None:
                 self.skipped += 1
                 self.notes.append(f"{self.path}:{decision.at}: decision '{decision.action}' on line {rec.line} skipped: "
                                   f"{why}")
@@ -46,12 +47,12 @@ class ReviewedRecords:
         return out
 
     @staticmethod
-    def _refusal(decision: Decision, rec: RawRecord) -> str | None:
+    def _refusal(decision: Decision, rec: RawRecord, reasons: list[dict]) -> str | None:
         if record_checksum(rec.text) != decision.checksum:
             return ("the record at that line is not the one reviewed (its checksum differs: the input changed since "
                     "the review); it was fixed automatically. Review it again with `datakit review`.")
-        if rec.error is not None and decision.action != "drop":
-            return "the record cannot be read, so it can only be rejected."
+        if decision.action in ("keep", "edit") and (rec.error is not None or (broken := unusable(reasons))):
+            return f"the record is no readable training record ({rec.rule if rec.error else broken}), so it can only be rejected."
         if decision.action == "edit" and detect_format(decision.record) is None:
             return "the edited record matches no known record format."
         return None
@@ -70,6 +71,12 @@ def reviewed_records(path: str | Path) -> ReviewedRecords:
         raise InputError(f"{path}: no such decisions file. Write one with `datakit review DATA --decisions {path}`, "
                          "or leave out --decisions.")
     return ReviewedRecords(load_decisions(path))
+
+
+def unusable(reasons: list[dict]) -> str | None:
+    """The format code that makes a record no training record at all (no object, no known format, a wrong-typed
+    field): such a record cannot be kept or edited into the clean file, only rejected."""
+    return next((r["rule"] for r in reasons if r["rule"].startswith("format.") and r.get("fix") == "drop"), None)
 
 
 def review_reason(decision: Decision) -> dict:

@@ -40,7 +40,8 @@ SIMILAR = 0.5  # a member's text is shown as a diff against the first member's w
 NOTE_MAX = 2_000
 RAW_MAX = 20_000  # characters of an unreadable record's text shown
 STATUSES = ("all", "open", "decided")
-UNREADABLE = ("format.invalid_json", "format.record_too_large")  # records that can only be dropped
+# Findings that make a record no training record (unreadable, no object, a wrong-typed field): it can only be dropped.
+UNUSABLE = pl.col("rule").str.starts_with("format.") & (pl.col("fix") == "drop")
 
 
 class ReviewError(ValueError):
@@ -126,6 +127,7 @@ class Session:
         rec = self._record(line)
         found = self.index.filter(pl.col("line") == line).drop("haystack", "order").to_dicts()
         view = {"line": line, "format": detect_format(rec.obj) if isinstance(rec.obj, dict) else None,
+                "unusable": self._unusable(line),
                 "error": rec.error, "fields": text_fields(rec.obj) if rec.error is None else [],
                 "findings": found, "decision": self._decision_of(line, rec), "proposal": self._proposal(rec, found),
                 "groups": [self._group(rule, anchor) for rule, anchor in self._groups_of(line, found)]}
@@ -140,6 +142,10 @@ class Session:
         if rec is None:
             raise ReviewError(f"{self.source} has no record at line {line}")
         return rec
+
+    def _unusable(self, line: int) -> str | None:
+        hit = self.index.filter((pl.col("line") == line) & UNUSABLE)
+        return hit["rule"][0] if hit.height else None
 
     def _proposal(self, rec: RawRecord, found: list[dict]) -> dict | None:
         """What `datakit fix` would do to the record's texts for its repairable findings (None: nothing to repair)."""
@@ -215,8 +221,9 @@ class Session:
             raise ReviewError(f"a note is text of at most {NOTE_MAX} characters")
         if rule is not None and rule not in self.actions:
             raise ReviewError(f"unknown rule {rule!r}")
-        if rec.error is not None and action not in ("drop", "accept"):
-            raise ReviewError(f"line {line} cannot be read as JSON: it can only be dropped (fix rejects it anyway)")
+        if action in ("keep", "edit") and (broken := self._unusable(line)):
+            raise ReviewError(f"line {line} is no readable training record ({broken}): it can only be dropped (fix "
+                              "rejects it anyway)")
         record = self._edited(rec, row.get("texts")) if action == "edit" else None
         return Decision(line, record_checksum(rec.text), action, rule, note or None, record)
 
@@ -239,14 +246,14 @@ class Session:
         rows = self._select(wanted).select("line", "rule").unique("line", keep="first", maintain_order=True)  # one per record
         if confirm != rows.height:
             return {"count": rows.height, "applied": False}
-        unreadable = set(self.index.filter(pl.col("rule").is_in(list(UNREADABLE)))["line"].to_list()) if action == "keep" else set()
+        unusable = set(self.index.filter(UNUSABLE)["line"].to_list()) if action == "keep" else set()
         rules = dict(rows.iter_rows())
         with self.lock:
             batch = f"b{self.decisions.lines + 1}"
             made = [Decision(line, record_checksum(text), action, rules[line], note or None, batch=batch)
-                    for line, text in self.store.texts(list(rules)) if text is not None and line not in unreadable]
+                    for line, text in self.store.texts(list(rules)) if text is not None and line not in unusable]
             self.log.append_many(made)
-        return {"count": len(made), "applied": True, "progress": self.progress()}
+        return {"count": len(made), "skipped": rows.height - len(made), "applied": True, "progress": self.progress()}
 
     def undo(self) -> dict:
         """Take back the latest decision made (of any record; a bulk action or a group's pick as a whole)."""

@@ -195,8 +195,8 @@ function renderRecord() {
     f.field ? el("span", {class: "muted"}, ` (${f.field})`) : null, " ", f.message)));
   const proposal = rec.proposal;
   $("act-accept").disabled = !proposal || !proposal.changes.length;
-  $("act-edit").disabled = !rec.fields.length;
-  $("act-keep").disabled = !rec.fields.length;
+  $("act-edit").disabled = !rec.fields.length || !!rec.unusable;  // no training record: it can only be dropped
+  $("act-keep").disabled = !rec.fields.length || !!rec.unusable;
   $("proposal").hidden = !proposal;
   if (proposal) {
     const body = proposal.changes.map((c) => fieldBox(c, diffNodes(c.diff)));
