@@ -155,6 +155,17 @@ def test_decisions_bulk_and_undo_reach_the_file(session):
     assert session.undo()["lines"] == sorted(html) and session.undo()["lines"] == [HEDGED]
 
 
+def test_keeping_one_record_of_a_group_drops_every_other_member_as_one_decision(session):
+    out = session.pick("near_duplicate.cluster", 1, [1])
+    assert [(d["line"], d["action"]) for d in out["decisions"]] == [(1, "keep"), (NEAR_COPY, "drop")]
+    assert out["decisions"][1]["note"] == "near-duplicate cluster: line 1 kept by the reviewer"
+    assert session.undo()["lines"] == [1, NEAR_COPY]
+    with pytest.raises(ReviewError, match="not in the group of line 1"):
+        session.pick("near_duplicate.cluster", 1, [HTML])
+    with pytest.raises(ReviewError, match="no group of duplicate.exact around line 1"):
+        session.pick("duplicate.exact", 1, [1])
+
+
 @pytest.mark.parametrize("row, says", [
     ({"line": 99999, "action": "keep"}, "line 99999 has no finding to review"),
     ({"line": HTML, "action": "burn"}, "action 'burn'"),

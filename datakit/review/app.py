@@ -65,6 +65,10 @@ def review_app(session: Session, token: str, port: int) -> Guard:
         body = await _json(request)
         return JSONResponse(session.decide(body.get("decisions") if isinstance(body.get("decisions"), list) else [body]))
 
+    async def pick(request: Request) -> Response:
+        body = await _json(request)
+        return JSONResponse(session.pick(body.get("rule"), _line(body), body.get("keep")))
+
     async def bulk(request: Request) -> Response:
         body = await _json(request)
         wanted = Filter.of(body.get("filter") if isinstance(body.get("filter"), dict) else {})
@@ -77,7 +81,7 @@ def review_app(session: Session, token: str, port: int) -> Guard:
     routes = [Route("/", page), Route("/static/{name}", static), Route("/api/summary", summary),
               Route("/api/items", items), Route("/api/record/{line:int}", record),
               Route("/api/recheck", recheck, methods=["POST"]), Route("/api/decide", decide, methods=["POST"]),
-              Route("/api/bulk", bulk, methods=["POST"]), Route("/api/undo", undo, methods=["POST"])]
+              Route("/api/pick", pick, methods=["POST"]), Route("/api/bulk", bulk, methods=["POST"]), Route("/api/undo", undo, methods=["POST"])]
     app = Starlette(routes=routes, exception_handlers={ReviewError: _refused})
     return Guard(app, token, port)
 

@@ -238,6 +238,18 @@ class Session:
         except ValueError as e:
             raise ReviewError(str(e)) from None
 
+    def pick(self, rule: str, anchor: int, keep: Sequence[int]) -> dict:
+        """Keep these records of a group (copies, near copies, conflicting answers) and drop every other member, the
+        ones not shown on the page included, as one decision to undo."""
+        if (rule, anchor) not in self.groups or not isinstance(keep, list) or not keep:
+            raise ReviewError(f"no group of {rule} around line {anchor}, or no record of it to keep")
+        members = [anchor, *self.groups[(rule, anchor)]]
+        if not set(keep) <= set(members):
+            raise ReviewError(f"lines {sorted(set(keep) - set(members))} are not in the group of line {anchor}")
+        note = f"{GROUP_RULES[rule]}: line {', '.join(map(str, sorted(keep)))} kept by the reviewer"
+        return self.decide([{"line": line, "action": "keep", "rule": rule} if line in keep else
+                            {"line": line, "action": "drop", "rule": rule, "note": note} for line in members])
+
     def bulk(self, wanted: Filter, action: str, confirm: int | None, note: str | None = None) -> dict:
         """One decision on every record the filter lists; applied only when `confirm` is the number of records it
         touches (the page asks the reviewer first), else that number comes back."""

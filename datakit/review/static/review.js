@@ -265,11 +265,20 @@ async function decide(action, line) {
 }
 
 async function keepOnly(group, line) {
-  const note = `${group.kind}: line ${line} kept by the reviewer`;
-  const rows = group.members.map((m) => m.line === line
-    ? {line: m.line, action: "keep", rule: group.rule}
-    : {line: m.line, action: "drop", rule: group.rule, note});
-  if (await send(rows)) await refresh(false);
+  // every member of the group is decided on the server, the ones not shown here included
+  if (state.busy) return;
+  state.busy = true;
+  showError("");
+  try {
+    const data = await api("/api/pick", {rule: group.rule, line: group.anchor, keep: [line]});
+    setProgress(data.progress);
+  } catch (e) {
+    showError(e.message);
+    return;
+  } finally {
+    state.busy = false;
+  }
+  await refresh(false);
 }
 
 async function refresh(advance) {
