@@ -387,7 +387,8 @@ def train(data: str | Path, model: str | Path, output: str | Path, *, method: st
     report_path = run_dir / "report.html"
     evaluation = None
     if main:
-        if has_eval and not interrupted and state.num_processes == 1:  # a sharded model answers only on every process
+        # one process only: a sharded (FSDP) model cannot answer on the main process alone; `trainkit eval` does it after
+        if has_eval and not interrupted and state.num_processes == 1:
             from trainkit.evaluate import evaluate_trained
 
             evaluation = evaluate_trained(
