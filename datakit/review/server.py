@@ -12,6 +12,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +111,6 @@ def _bound_socket(port: int | None) -> socket.socket:
 
 
 def _open_when_started(server, url: str) -> None:
-    import time
-
     for _ in range(200):
         if server.started:
             webbrowser.open(url)

@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from datakit.io.atomic import atomic_open
-from datakit.io.read import CHUNK_SIZE, RawRange, RawRecord, _first_line_is_object, open_raw
+from datakit.io.read import CHUNK_SIZE, GZIP_MAGIC, RawRange, RawRecord, _first_line_is_object, open_raw
 from datakit.progress import Stages
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 class RecordStore:
