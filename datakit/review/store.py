@@ -25,7 +25,9 @@ class RecordStore:
     def __init__(self, path: str | Path, work: Path, *, progress: bool = False):
         self.path = Path(path)
         with open(self.path, "rb") as f:
-            plain = f.read(2) != GZIP_MAGIC and (f.seek(0) or True) and _first_line_is_object(f, 1 << 20)
+            gzipped = f.read(2) == GZIP_MAGIC
+            f.seek(0)
+            plain = not gzipped and _first_line_is_object(f, 1 << 20)  # Parquet, arrays, UTF-16: not plain lines
         with Stages(enabled=progress) as stages:
             if plain:
                 with stages.step(f"indexing the lines of {self.path.name}"):
