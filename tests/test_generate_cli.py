@@ -29,13 +29,13 @@ def _lines(path):
 
 
 def test_generate_keeps_source_lines_and_names_unreadable_records(run_dir, tmp_path):
-    records = identity_records(6)
+    records = [{**r, "category": f"c{i % 2}"} for i, r in enumerate(identity_records(6))]
     text = "".join(json.dumps(r) + "\n" for r in records[:3]) + '{"instruction": "broken\n' + '{"foo": 1}\n'
     text += "".join(json.dumps(r) + "\n" for r in records[3:])
     data = tmp_path / "prompts.jsonl"
     data.write_text(text, encoding="utf-8")
     out = tmp_path / "preds.jsonl"
-    proc = run_cli("generate", run_dir, "--data", data, "-o", out, *SETTINGS, tool="trainkit")
+    proc = run_cli("generate", run_dir, "--data", data, "-o", out, *SETTINGS, "--label-field", "category", tool="trainkit")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"{data}:4:" in proc.stderr and f"{data}:5:" in proc.stderr and "not valid JSON" in proc.stderr
@@ -43,7 +43,7 @@ def test_generate_keeps_source_lines_and_names_unreadable_records(run_dir, tmp_p
     preds = _lines(out)
     assert [p["line"] for p in preds] == [1, 2, 3, 6, 7, 8]
     for p, r in zip(preds, records):
-        assert p["source"] == str(data) and p["reference"] == r["output"]
+        assert p["source"] == str(data) and p["reference"] == r["output"] and p["label"] == r["category"]
         assert p["prompt"][-1] == {"role": "user", "content": r["instruction"]}
         assert isinstance(p["prediction"], str)
         assert p["settings"]["temperature"] == 0.0 and p["settings"]["max_new_tokens"] == 8

@@ -177,6 +177,7 @@ def generate(
     batch_size: Annotated[int, typer.Option(help="Prompts generated together.")] = 8,
     merged: Annotated[Path | None, typer.Option(help=MERGED_HELP)] = None,
     base: Annotated[bool, typer.Option("--base", help=BASE_HELP)] = False,
+    label_field: Annotated[str | None, typer.Option(help="Record field holding the class label, copied to each prediction.")] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help=TRUST_REMOTE_CODE_HELP)] = False,
     allow_pickle_weights: Annotated[bool, typer.Option("--allow-pickle-weights", help=PICKLE_HELP)] = False,
 ) -> None:
@@ -184,7 +185,7 @@ def generate(
     from trainkit.predict import generate as run
 
     r = run(run_dir, data, output, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-            batch_size=batch_size, merged=merged, base=base, trust_remote_code=trust_remote_code,
+            batch_size=batch_size, merged=merged, base=base, label_field=label_field, trust_remote_code=trust_remote_code,
             allow_pickle_weights=allow_pickle_weights, progress=True)
     for note in r.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)

@@ -105,10 +105,11 @@ def answer_in_turns(inf, jobs: list[tuple[dict, Prompt]], options: dict) -> list
 
 def generate(run_dir: str | Path, data: str | Path, output: str | Path, *, max_new_tokens: int = 256, temperature: float = 0.0,
              top_p: float = 1.0, seed: int = 0, batch_size: int = 8, merged: str | Path | None = None, base: bool = False,
-             trust_remote_code: bool = False, allow_pickle_weights: bool = False, progress: bool = True) -> GenerateResult:
+             label_field: str | None = None, trust_remote_code: bool = False, allow_pickle_weights: bool = False,
+             progress: bool = True) -> GenerateResult:
     """Answer every prompt of DATA with the model of RUN_DIR and write OUTPUT (.jsonl, .json or .parquet, + .gz).
 
-    Each output record: source, line, label, prompt (messages), reference (the record's last answer, or None),
+    Each output record: source, line, label (the `label_field` value, as training's --label-field), prompt (messages), reference (the record's last answer, or None),
     prediction, and the settings that produced it; a record of several questions only (MT-bench's `turns`) is
     answered question by question, and also gets `answers`, one per question."""
     from datakit.io.lock import output_lock
@@ -120,7 +121,7 @@ def generate(run_dir: str | Path, data: str | Path, output: str | Path, *, max_n
     if batch_size < 1:
         raise InferenceError(f"--batch-size {batch_size}: must be at least 1.")
     refuse_overwrite("trainkit generate", [data, run_dir / "run.json"], [output])
-    ds = load(data)
+    ds = load(data, label_field)
     skipped = unreadable(ds)
     inf = load_for_inference(run_dir, merged=Path(merged) if merged else None, base=base,
                              trust_remote_code=trust_remote_code, allow_pickle_weights=allow_pickle_weights)
