@@ -198,3 +198,21 @@ def test_a_record_that_is_no_training_record_can_only_be_dropped(tmp_path):
         assert {d.action for d in opened.decisions.latest().values()} == {"drop"}  # the bulk keep skipped both
     finally:
         opened.close()
+
+
+@pytest.mark.parametrize("container", ["jsonl.gz", "parquet"])
+def test_the_store_reads_gzip_and_parquet_records_as_the_reader_does(container, tmp_path):
+    import gzip
+
+    import polars as pl
+
+    source = EXAMPLES / "belle_sample.jsonl"
+    path = tmp_path / f"belle.{container}"
+    if container == "parquet":
+        pl.read_ndjson(source).write_parquet(path)
+    else:
+        path.write_bytes(gzip.compress(source.read_bytes()))
+    raw = read_raw(path).records
+    store = RecordStore(path, tmp_path)
+    assert len(raw) == 250 and all(store.get(r.line).text == r.text and store.get(r.line).obj == r.obj for r in raw)
+    assert list(store.texts([r.line for r in raw])) == [(r.line, r.text) for r in raw]
