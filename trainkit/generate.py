@@ -2,8 +2,9 @@
 
 Prompts are rendered through the run's own template and tokenised segment by segment exactly as training did
 (templates.py + tokenize.py), so the adapter sees at inference the text it was trained on. Batches are padded on
-the left, so every prompt ends where its answer starts; greedy decoding (temperature 0) gives the same answers
-batched or one by one, and sampling is deterministic for a seed.
+the left, so every prompt ends where its answer starts: greedy decoding (temperature 0) gives the same answers batched
+or one by one in fp32 (in bf16 on a GPU padding can change a rounding, rarely an argmax), and sampling is
+deterministic for a seed and batch size.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class Inference:
     model: Any
     tokenizer: Any
     template: str  # chat | alpaca_en | alpaca_zh: what the run trained with
-    max_length: int  # the run's longest record in tokens: the adapter never saw longer ones
+    max_length: int  # the plan's max_length in tokens: the adapter never trained on longer records
     device: str
     answers_with: str  # "adapter <dir>", "merged model <dir>", "base model <dir>", "model <dir>"
     run: dict = field(repr=False)  # run.json
