@@ -178,3 +178,26 @@ def _fix(served, out, *args) -> tuple[dict[int, dict], dict[int, dict]]:
     clean = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(kept_lines) == len(clean)
     return dict(zip(kept_lines, clean)), rejected
+
+
+def test_keys_and_buttons_page_through_a_long_list(tmp_path):
+    data = tmp_path / "many.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Question {i}<br>", "output": f"Answer number {i}."}) + "\n"
+                            for i in range(120)))
+    with review_server(data, "--only", "hygiene") as s, browser_page(s) as page:
+        status = page.locator("#list-status")
+        expect(status).to_have_text("1–50 of 120 entries (a record once per rule)")
+        page.locator("#items li.item").last.click()
+        expect(page.locator("#record-title")).to_have_text(re.compile("^line 50 "))
+        page.locator("body").press("j")  # past the last item: the next page, its first item
+        expect(status).to_have_text("51–100 of 120 entries (a record once per rule)")
+        expect(page.locator("#record-title")).to_have_text(re.compile("^line 51 "))
+        page.locator("body").press("k")  # and back: the previous page, its last item
+        expect(status).to_have_text("1–50 of 120 entries (a record once per rule)")
+        expect(page.locator("#record-title")).to_have_text(re.compile("^line 50 "))
+        page.get_by_role("button", name="Next ›").click()
+        page.get_by_role("button", name="Next ›").click()
+        expect(status).to_have_text("101–120 of 120 entries (a record once per rule)")
+        expect(page.get_by_role("button", name="Next ›")).to_be_disabled()
+        screenshot(page, "review-last-page.png")
+        assert page.errors == [] and page.foreign == []
