@@ -74,37 +74,48 @@ def endings(valid: pl.DataFrame) -> pl.DataFrame:
     answer = last_answer().fill_null("").str.strip_chars_end()
     rows = valid.filter(pl.col("format") != "prompts").select("id", "source", "line", answer.alias("answer")).filter(
         ~pl.col("answer").str.contains(BLANK))
-    last_line = pl.col("answer").str.extract(r"([^\n]*)$", 1)
-    content = pl.col("last_line").str.replace(LIST_ITEM_PL, "${1}").str.replace(LABEL, "")
-    # The unfinished sentence the answer ends with: back over lines ending with a comma, to the last sentence end.
-    before = (pl.col("answer").str.extract(r"((?:[^\n]*[,，;；][^\S\n]*\n)*)[^\n]*$", 1)
-              .str.replace(LIST_ITEM_PL, "${1}").str.extract(r"([^.!?。！？]*)$", 1))
-    sentence = pl.concat_str(before, content)
-    words, cjk = content.str.count_matches(r"[A-Za-z]+"), content.str.count_matches(rf"[{HAN}]")
-    sentence_words, sentence_cjk = sentence.str.count_matches(r"[A-Za-z]+"), sentence.str.count_matches(rf"[{HAN}]")
-    inner_end = content.str.contains(r"(?:[^\d\s][.!?]['\"”’)）]?\s+\S|[。！？]['\"”’)）]?\s*\S)")  # not "2. " numbering
-    # A comma joining a clause (3 words / 4 CJK characters) on a line that is neither a list item nor "label:"
-    # ('Based on ..., it'; '现在，我们可以'); the items of an enumeration ('China, US, Brazil') are shorter.
-    clauses = pl.col("last_line").str.extract_groups(r"((?:[^,，]|,\S)*)(?:, |，)((?:[^,，]|,\S)*)$")  # not 31,000
-    clause = lambda part: (part.str.count_matches(r"[A-Za-z]+") >= 3) | (part.str.count_matches(rf"[{HAN}]") >= 4)
-    comma = ((clause(clauses.struct[0]) | clause(clauses.struct[1])) & (content == pl.col("last_line"))).fill_null(False)
-    # A new paragraph after one that ended a sentence: the text is punctuated prose, so a short last line counts too.
-    after_sentence = (pl.col("answer").str.contains(r"[.!?。！？]['\"”’)）]?[^\S\n]*\n\s*[^\n]+$")
-                      & ~pl.col("last_line").str.contains(LIST_ITEM_PL))
-    in_code = pl.col("answer").str.ends_with("```") | pl.col("answer").str.ends_with("~~~")
+    words = lambda text: text.str.count_matches(r"[A-Za-z]+")
+    cjk = lambda text: text.str.count_matches(rf"[{HAN}]")
+    # Computed in steps, each column once (polars does not share a sub-expression between columns).
+    rows = rows.with_columns(
+        pl.col("answer").str.extract(r"([^\n]*)$", 1).alias("last_line"),
+        # the unfinished sentence the answer ends with runs back over lines ending with a comma
+        pl.col("answer").str.extract(r"((?:[^\n]*[,，;；][^\S\n]*\n)*)[^\n]*$", 1).alias("before"))
+    rows = rows.with_columns(
+        pl.col("last_line").str.replace(LIST_ITEM_PL, "${1}").str.replace(LABEL, "").alias("content"),
+        pl.col("before").str.replace(LIST_ITEM_PL, "${1}").str.extract(r"([^.!?。！？]*)$", 1).alias("before"),
+        # a comma joining a clause (3 words / 4 CJK characters) ('Based on ..., it'; '现在，我们可以'); the items of an
+        # enumeration ('China, US, Brazil') are shorter
+        pl.col("last_line").str.extract_groups(r"((?:[^,，]|,\S)*)(?:, |，)((?:[^,，]|,\S)*)$").alias("clauses"))  # not 31,000
+    clause = lambda part: (words(part) >= 3) | (cjk(part) >= 4)
+    rows = rows.with_columns(
+        words(pl.col("content")).alias("words"), cjk(pl.col("content")).alias("cjk"),
+        words(pl.col("before")).alias("before_words"), cjk(pl.col("before")).alias("before_cjk"),
+        pl.col("content").str.contains(r"(?:[^\d\s][.!?]['\"”’)）]?\s+\S|[。！？]['\"”’)）]?\s*\S)").alias("inner_end"),  # not "2. "
+        # on a line that is neither a list item nor "label:"
+        ((clause(pl.col("clauses").struct[0]) | clause(pl.col("clauses").struct[1]))
+         & (pl.col("content") == pl.col("last_line"))).fill_null(False).alias("comma"),
+        # a new paragraph after one that ended a sentence: the text is punctuated prose, so a short last line counts
+        (pl.col("answer").str.contains(r"[.!?。！？]['\"”’)）]?[^\S\n]*\n\s*[^\n]+$")
+         & ~pl.col("last_line").str.contains(LIST_ITEM_PL)).alias("after_sentence"),
+        (pl.col("answer").str.ends_with("```") | pl.col("answer").str.ends_with("~~~")).alias("in_code"))
+    w, c = pl.col("words"), pl.col("cjk")
+    sentence_words, sentence_cjk = w + pl.col("before_words"), c + pl.col("before_cjk")
+    long_enough = ((pl.col("inner_end") & ((w >= 3) | (c >= 5))) | (pl.col("after_sentence") & ((w >= 2) | (c >= 1)))
+                   | (pl.col("comma") & ((w >= 6) | (c >= 6)))
+                   | ((pl.col("before_words") + pl.col("before_cjk") > 0) & ((sentence_words >= 6) | (sentence_cjk >= 10)))
+                   | (sentence_words >= 12) | (sentence_cjk >= 25))
     imbalance = pl.any_horizontal([pl.col("answer").str.count_matches(o, literal=True)
                                    > pl.col("answer").str.count_matches(c, literal=True) for o, c in PAIRS.items()]
                                   + [pl.col("answer").str.count_matches('"', literal=True) % 2 == 1])
-    continued = before.str.contains(r"\S")
-    long_enough = ((inner_end & ((words >= 3) | (cjk >= 5))) | (after_sentence & ((words >= 2) | (cjk >= 1)))
-                   | (comma & ((words >= 6) | (cjk >= 6))) | (continued & ((sentence_words >= 6) | (sentence_cjk >= 10)))
-                   | (sentence_words >= 12) | (sentence_cjk >= 25))
     # Digits end a sentence left open too ('...is approximately $31,000') once words come before them.
     open_end = pl.col("answer").str.contains(OPEN_END) | pl.col("answer").str.contains(DIGIT_END)
-    return rows.with_columns(last_line.alias("last_line")).with_columns(
-        (~pl.col("last_line").str.contains(NOT_PROSE) & (pl.col("last_line").str.count_matches(LABELS) < 2) & ~in_code
-         & long_enough).alias("prose"),
-        (open_end & ~in_code).alias("open"),
+    unbalanced = imbalance | (pl.col("last_line").str.count_matches('"', literal=True) % 2 == 1)
+    return rows.select(
+        "id", "source", "line", "answer", "last_line", unbalanced.alias("unbalanced"),
+        (~pl.col("last_line").str.contains(NOT_PROSE) & (pl.col("last_line").str.count_matches(LABELS) < 2)
+         & ~pl.col("in_code") & long_enough).alias("prose"),
+        (open_end & ~pl.col("in_code")).alias("open"),
         ((pl.col("answer").str.count_matches(FENCE) % 2 == 1) | imbalance | pl.col("last_line").str.contains(LIST_ITEM_PL)
          | pl.col("answer").str.contains(OPEN_END) | pl.col("last_line").str.contains(r"^\s*\|")).alias("suspect"))
 
@@ -132,10 +143,10 @@ class CompletenessRules(Rule):
 
     def check(self, batch: Dataset, ctx: RuleContext) -> pl.DataFrame:
         cfg = ctx.config.completeness
-        rows = endings(batch.valid).filter(pl.col("suspect"))
+        rows = _endings_of(batch).filter(pl.col("suspect"))
         found = []
         for row in rows.iter_rows(named=True):
-            hit = structural(row["answer"], cfg)
+            hit = structural(row["answer"], cfg, row["unbalanced"])
             if hit is None:
                 continue
             code, template, values, excerpt = hit
@@ -151,7 +162,7 @@ class CompletenessRules(Rule):
         """Per prose answer: whether it ends open, and for open ones not flagged already (candidates) the field and the
         ending, which `finish` flags once the dataset's usual ending is known. Each code's record count for the batch
         rides on its first row."""
-        rows = endings(batch.valid).filter(pl.col("prose")).with_columns(
+        rows = _endings_of(batch).filter(pl.col("prose")).with_columns(
             (pl.col("open") & ~pl.col("id").is_in(found["record_id"].implode())).alias("candidate"))
         fields = _answer_fields(batch, rows.filter(pl.col("candidate"))["id"])
         first = pl.int_range(pl.len()) == 0
@@ -192,12 +203,23 @@ class CompletenessRules(Rule):
         }
 
 
+_last: list = [None, None]  # the frame `endings` last read and its result: `check` and `state` read the same batch
+
+
+def _endings_of(batch: Dataset) -> pl.DataFrame:
+    if _last[0] is not batch.frame:  # polars frames are immutable: the same object holds the same records
+        _last[:] = [batch.frame, endings(batch.valid)]
+    return _last[1]
+
+
 def _tally(code: str) -> str:
     return "n_" + code.split(".")[1]
 
 
-def structural(answer: str, cfg: CompletenessConfig) -> tuple[str, str, list[str], str] | None:
-    """(code, message template, values, excerpt) for what the answer's own text shows was cut, most specific first."""
+def structural(answer: str, cfg: CompletenessConfig, unbalanced: bool = True) -> tuple[str, str, list[str], str] | None:
+    """(code, message template, values, excerpt) for what the answer's own text shows was cut, most specific first.
+    `unbalanced`: the answer holds more openers than closers of some bracket, or an odd number of '"' (in its last line);
+    when it does not, no bracket or quote can be left open and that walk over the text is skipped."""
     fences = list(re.finditer(FENCE, answer))
     if len(fences) % 2:
         opened = fences[-1].start()
@@ -214,7 +236,7 @@ def structural(answer: str, cfg: CompletenessConfig) -> tuple[str, str, list[str
                 "above it are whole: the answer stops mid-table. Finish the table or drop the record.", [row],
                 _tail(answer, len(answer) - EXCERPT))
     text = blank(answer, CODE, LINK)
-    opened = _unclosed(text)
+    opened = _unclosed(text) if unbalanced else None
     if opened is not None:
         mark = text[opened]
         code = "completeness.unclosed_quote" if mark in QUOTES or mark == '"' else "completeness.unclosed_bracket"
