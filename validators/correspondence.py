@@ -97,14 +97,14 @@ class CorrespondenceRules(Rule):
                   .collect(engine="streaming"))
         weighted = _weights(sample["p"], idf)
         sample_terms = sample["p"].list.len().to_numpy()
-        scores = [_score_chunk(state, start, n, idf, sample, weighted, sample_terms) for start in range(0, n, CHUNK)]
-        scored = pl.concat(scores)
+        chunks = [_score_chunk(state, start, n, idf, sample, weighted, sample_terms) for start in range(0, n, CHUNK)]
+        scored, fits = pl.concat([c[0] for c in chunks]), pl.concat([c[1] for c in chunks])
         own_mean, base_mean = float(scored["own"].mean()), float(scored["baseline"].mean())
         clear = (pl.col("other") >= cfg.min_relevance) & (pl.col("other") >= cfg.ratio * pl.col("own"))
         share = scored.filter(clear).height / n
         # an answer found only as one of an exchanged pair names its partner instead of the prompt that fits it best
         swap = pl.col("partner_line").is_not_null() & ~clear
-        scored = scored.join(_swapped(scored), on="row", how="left", maintain_order="left").with_columns(
+        scored = scored.join(_swapped(fits, scored), on="row", how="left", maintain_order="left").with_columns(
             pl.when(swap).then("partner_line").otherwise("other_line").alias("other_line"),
             pl.when(swap).then("partner_cov").otherwise("other").alias("other"), clear.alias("clear"))
         clear = pl.col("clear") | pl.col("partner_line").is_not_null()
@@ -179,14 +179,12 @@ class CorrespondenceRules(Rule):
                     field="response", detail=pl.format("IFD {}", pl.col("ifd").round(3)))
 
 
-def _swapped(scored: pl.DataFrame) -> pl.DataFrame:
+def _swapped(fits: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
     """Answers exchanged between two records: per answer, the partner row and line, and the partner prompt's coverage,
-    where answer a fits prompt b and answer b fits prompt a (each among the other's best few) at least SWAP_RATIO times
-    better than their own prompts, and both at least SWAP_RELEVANCE. Either side alone is weaker evidence than
-    `unrelated_answer` asks for; both agreeing is a coincidence aligned data does not show."""
-    pairs = scored.select("row", "own", pl.col("cand_row").alias("partner"), pl.col("cand_cov").alias("cov")).explode(
-        ["partner", "cov"]).filter((pl.col("partner") != pl.col("row")) & (pl.col("cov") >= SWAP_RELEVANCE)
-                                   & (pl.col("cov") >= SWAP_RATIO * pl.col("own"))).unique(["row", "partner"])
+    where answer a fits prompt b and answer b fits prompt a (each among the other's best few, `fits`) at least
+    SWAP_RATIO times better than their own prompts, and both at least SWAP_RELEVANCE. Either side alone is weaker
+    evidence than `unrelated_answer` asks for; both agreeing is a coincidence aligned data does not show."""
+    pairs = fits.unique(["row", "partner"])
     back = pairs.select(pl.col("row").alias("partner"), pl.col("partner").alias("row"))
     lines = scored.select(pl.col("row").alias("partner"), pl.col("line").alias("partner_line"))
     return (pairs.join(back, on=["row", "partner"]).sort(["row", "cov"], descending=[False, True]).unique("row", keep="first")
@@ -230,9 +228,10 @@ def _weights(prompts: pl.Series, idf: np.ndarray) -> sparse.csr_matrix:
 
 
 def _score_chunk(state: pl.LazyFrame, start: int, n: int, idf: np.ndarray, sample: pl.DataFrame,
-                 sample_weights: sparse.csr_matrix, sample_terms: np.ndarray) -> pl.DataFrame:
+                 sample_weights: sparse.csr_matrix, sample_terms: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
     """For answers start..start+CHUNK: coverage of the own prompt, the best other prompt (the neighbours and the sample)
-    with its line, and the mean coverage of the sampled prompts (what a random prompt scores)."""
+    with its line, and the mean coverage of the sampled prompts (what a random prompt scores); and the prompts among
+    each answer's best few that it fits well enough for the swap test (row, partner row, coverage)."""
     lo = max(0, start - 1)
     rows = state.slice(lo, min(n, start + CHUNK + 1) - lo).collect(engine="streaming")
     core = slice(start - lo, start - lo + min(CHUNK, n - start))
@@ -264,13 +263,17 @@ def _score_chunk(state: pl.LazyFrame, start: int, n: int, idf: np.ndarray, sampl
            if against.shape[1] > SWAP_CANDIDATES else np.tile(np.arange(against.shape[1]), (len(k), 1)))
     cand_rows = np.concatenate([sample_rows[top], (lo + np.maximum(k - 1, 0))[:, None], (lo + nxt_idx)[:, None]], axis=1)
     cand_cov = np.concatenate([np.take_along_axis(against, top, axis=1), prev[:, None], nxt[:, None]], axis=1)
+    rows_of = np.broadcast_to((lo + k)[:, None], cand_rows.shape)
+    keep = (cand_cov >= SWAP_RELEVANCE) & (cand_cov >= SWAP_RATIO * own[k][:, None]) & (cand_rows != rows_of)
+    fits = pl.DataFrame({"row": rows_of[keep].astype(np.int64), "partner": cand_rows[keep].astype(np.int64),
+                         "cov": cand_cov[keep].astype(np.float64)})
     baseline = against.sum(axis=1) / max(1, int((sample_terms >= MIN_TERMS).sum()) - 1)
     f64 = lambda a: np.asarray(a, dtype=np.float64)
-    return pl.DataFrame({"id": rows["id"].to_numpy()[k], "row": (lo + k).astype(np.int64),
-                         "cand_row": cand_rows.astype(np.int64).tolist(), "cand_cov": f64(cand_cov).tolist(),
-                         "line": lines[k], "own": f64(own[k]), "prev": f64(prev),
-                         "next": f64(nxt), "prev_line": lines[np.maximum(k - 1, 0)], "next_line": lines[nxt_idx],
-                         "other": f64(other), "other_line": other_line.astype(np.int64), "baseline": f64(baseline)})
+    scored = pl.DataFrame({"id": rows["id"].to_numpy()[k], "row": (lo + k).astype(np.int64),
+                           "line": lines[k], "own": f64(own[k]), "prev": f64(prev),
+                           "next": f64(nxt), "prev_line": lines[np.maximum(k - 1, 0)], "next_line": lines[nxt_idx],
+                           "other": f64(other), "other_line": other_line.astype(np.int64), "baseline": f64(baseline)})
+    return scored, fits
 
 
 def _pct(share: pl.Expr) -> pl.Expr:
