@@ -68,3 +68,15 @@ def test_every_label_keeps_its_share_of_the_eval_records(planted):
     labels = evaluation["label"].to_list()
     assert labels.count("small") >= 3 and labels.count("big") >= 10
     assert "the same share of each label" in why
+
+
+def test_records_that_all_share_one_prompt_get_no_eval_split_and_say_why():
+    import polars as pl
+
+    from datakit.normalise import load
+
+    frame = load(EXAMPLES / "alpaca_en_sample.json").valid
+    one_group = np.zeros(frame["id"].max() + 1, dtype=np.int64)  # as if every record shared its prompt
+    train, evaluation, why = holdout(frame, 0, one_group)
+    assert evaluation is None and train.height == frame.height and "no eval split" in why and "--eval" in why
+    assert isinstance(train, pl.DataFrame)

@@ -41,6 +41,10 @@ def holdout(frame: pl.DataFrame, seed: int, groups: np.ndarray | None = None) ->
     held = int(flags.sum())
     sizes = Counter(group_of.tolist())
     kept = sum(1 for size in sizes.values() if size > 1)
+    if held == 0:
+        return frame, None, (f"no eval split: the {n} records fall into groups (shared prompts, copies, near-duplicates) "
+                             f"each larger than the {share:.0%} to hold out, and no group may straddle train and eval; "
+                             "early stopping and the overfitting check are off. Pass --eval FILE to evaluate")
     why = (f"{held} of {n} records held out for evaluation (seed {seed}{', the same share of each label' if stratified else ''}); "
            f"{kept} group(s) of duplicates, shared prompts or near-duplicates kept whole on one side, so none straddles "
            "train and eval")
