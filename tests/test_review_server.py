@@ -169,6 +169,9 @@ def test_a_taken_port_and_a_missing_file_are_one_line_errors(served, tmp_path):
     assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("review", tmp_path, "--no-browser", timeout=120)
     assert proc.returncode == 2 and "is a directory" in proc.stderr
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    proc = run_cli("review", tmp_path / "pipe.jsonl", "--no-browser", timeout=120)  # refused, never waited on
+    assert proc.returncode == 2 and "is not a regular file" in proc.stderr
     proc = run_cli("review", served.folder / "sample.jsonl", "--report", tmp_path / "r.json", "--only", "pii", "--no-browser",
                    timeout=120)
     assert proc.returncode == 2 and "leave out the audit options" in proc.stderr

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from datakit.config import build_config
 from datakit.io.lock import output_lock
-from datakit.io.read import InputError
+from datakit.io.read import open_raw
 from datakit.io.write import sibling
 from schemas.config import AuditConfig
 
@@ -51,11 +51,7 @@ def review(path: str | Path, report: str | Path | None = None, decisions: str | 
     from datakit.review.sources import audited, saved
     from datakit.review.store import RecordStore
 
-    if Path(path).is_dir():
-        raise InputError(f"{path}: is a directory; `datakit review` takes one dataset file (.jsonl, .json, .parquet, + .gz): "
-                         f"review each shard, e.g. {Path(path) / 'train.jsonl'}.")
-    if not Path(path).is_file():
-        raise InputError(f"{path}: no such file. `datakit review` takes one dataset file (.jsonl, .json, .parquet, + .gz).")
+    open_raw(path).close()  # a missing file, a directory, a pipe, an empty file: the reader's one-line refusal, now
     if report is not None and (config is not None or config_file is not None or any(v is not None for v in options.values())):
         raise ValueError("--report reviews the findings of that report, made with its own settings: leave out the audit "
                          "options (--only, --label-field, --config, ...), or leave out --report to audit again with them.")
