@@ -98,8 +98,12 @@ class Session:
                 "warnings": self.decisions.warnings, "progress": self.progress()}
 
     def progress(self) -> dict:
-        decided = sum(1 for line, stack in self.decisions.history.items() if stack and line in self.flagged)
-        return {"decided": decided, "flagged": len(self.flagged)}
+        return {"decided": sum(1 for line in self._decided() if line in self.flagged), "flagged": len(self.flagged)}
+
+    def _decided(self) -> list[int]:
+        """The lines decided now (a snapshot: requests run in threads, and a decision may be being made)."""
+        with self.lock:
+            return [line for line, stack in self.decisions.history.items() if stack]
 
     def items(self, wanted: Filter, offset: int = 0, limit: int = 50) -> dict:
         offset, limit = max(offset, 0), min(max(limit, 1), PAGE_MAX)
@@ -117,7 +121,7 @@ class Session:
         if wanted.q:
             expr &= pl.col("haystack").str.contains(wanted.q.lower(), literal=True)
         if wanted.status != "all":
-            decided = pl.Series("decided", [line for line, stack in self.decisions.history.items() if stack], pl.Int64)
+            decided = pl.Series("decided", self._decided(), pl.Int64)
             expr &= pl.col("line").is_in(decided.implode()) if wanted.status == "decided" else ~pl.col("line").is_in(decided.implode())
         return self.entries.filter(expr)
 
@@ -255,6 +259,8 @@ class Session:
         touches (the page asks the reviewer first), else that number comes back."""
         if action not in ("accept", "keep", "drop"):
             raise ReviewError(f"bulk action {action!r}: expected accept, keep or drop")
+        if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
+            raise ReviewError(f"a note is text of at most {NOTE_MAX} characters")
         rows = self._select(wanted).select("line", "rule").unique("line", keep="first", maintain_order=True)  # one per record
         if confirm != rows.height:
             return {"count": rows.height, "applied": False}
