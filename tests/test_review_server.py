@@ -88,10 +88,12 @@ def test_the_page_needs_the_token_from_the_url(served):
 
 
 def test_the_script_loads_with_the_cookie_the_page_set_and_not_without(served):
-    cookie = {"Cookie": f"datakit_review={served.token}"}
+    cookie = {"Cookie": f"datakit_review_{served.port}={served.token}"}
     status, headers, script = request(served, "GET", "/static/review.js", cookie)
     assert status == 200 and headers["content-type"].startswith("text/javascript") and b"textContent" in script
     assert request(served, "GET", "/static/review.js")[0] == 403
+    other_port = {"Cookie": f"datakit_review_{served.port + 1}={served.token}"}  # another review's cookie
+    assert request(served, "GET", "/static/review.js", other_port)[0] == 403
     assert request(served, "GET", "/static/..%2f..%2fapp.py", cookie)[0] == 404
     assert request(served, "GET", "/static/../app.py", cookie)[0] == 404
 
@@ -101,14 +103,14 @@ def test_the_api_needs_the_token_in_its_header(served):
     assert request(served, "GET", "/api/summary")[0] == 403
     assert request(served, "GET", "/api/summary", {"X-Review-Token": served.token[:-1]})[0] == 403
     assert request(served, "GET", f"/api/summary?token={served.token}")[0] == 403  # the URL's token opens only the page
-    assert request(served, "GET", "/api/summary", {"Cookie": f"datakit_review={served.token}"})[0] == 403
+    assert request(served, "GET", "/api/summary", {"Cookie": f"datakit_review_{served.port}={served.token}"})[0] == 403
     status, _, body = request(served, "GET", "/api/summary", header)
     assert status == 200 and json.loads(body)["records"] == 210
 
 
 def test_a_post_without_the_header_token_changes_nothing(served):
     decision = {"line": HTML, "action": "drop"}
-    forged = {"Cookie": f"datakit_review={served.token}", "Content-Type": "text/plain"}  # what a form on another page sends
+    forged = {"Cookie": f"datakit_review_{served.port}={served.token}", "Content-Type": "text/plain"}  # what a form on another page sends
     assert request(served, "POST", f"/api/decide?token={served.token}", forged, decision)[0] == 403
     assert request(served, "POST", f"/?token={served.token}", forged, decision)[0] == 403
     assert not (served.folder / "review.jsonl").read_text()

@@ -38,7 +38,7 @@ def review_app(session: Session, token: str, port: int) -> Guard:
 
     def page(request: Request) -> Response:
         response = Response(_asset("index.html"), media_type="text/html; charset=utf-8")
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(cookie_name(port), token, httponly=True, samesite="strict", path="/")
         return response
 
     def static(request: Request) -> Response:
@@ -125,7 +125,7 @@ class Guard:
             given = headers.get(TOKEN_HEADER)
         else:
             given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [None])[0] or _cookie(
-                headers.get("cookie", ""))
+                headers.get("cookie", ""), cookie_name(self.port))
             if method not in ("GET", "HEAD"):
                 return "only the API takes POST requests"
         if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
@@ -133,10 +133,15 @@ class Guard:
         return None
 
 
-def _cookie(header: str) -> str | None:
+def cookie_name(port: int) -> str:
+    """The page's cookie, one per port: browsers share cookies between ports of one host, and two reviews may run."""
+    return f"{COOKIE}_{port}"
+
+
+def _cookie(header: str, wanted: str) -> str | None:
     for part in header.split(";"):
         name, _, value = part.strip().partition("=")
-        if name == COOKIE:
+        if name == wanted:
             return value
     return None
 
