@@ -1,6 +1,7 @@
-"""Recall and false alarms of spelling.*, completeness.* and accuracy.* on real records, and what they cost in an audit.
+"""Recall and false alarms of the quality families on real records, and what they cost in an audit.
 
-    python bench/bench_quality.py [--per-family 200] [--seed 0] [--speed 50000]
+    python bench/bench_quality.py [--per-family 200] [--seed 0] [--families spelling,completeness,accuracy,correspondence]
+                                  [--scale-data FILE] [--speed 50000 [--speed-data FILE] [--rounds 2]]
 
 Clean real sets (../shared/data: Alpaca en/zh demos, AlpacaEval, BELLE eval, self-instruct seeds; skipped with a
 message when absent): false alarms are the records each family flags there. Planted sets are built by code from
@@ -17,13 +18,19 @@ the records of those sets that the family does not flag, English and Chinese, on
 Copies are planted only in records the family is meant to judge: not in proofreading tasks (spelling) nor in
 answers to a prompt asking for an opinion, a guess or a probability (accuracy), which both exempt by design.
 Recall is the share of planted copies the family flags, judged within a file of the planted copies mixed with
-2,000 clean records (completeness calibrates on the file). With --speed N, also times whole `datakit audit`
-processes on N records of ../shared/tools/make_bench_set.py: every family but these three, and every family.
+2,000 clean records (completeness calibrates on the file).
+
+correspondence: 2% of the records of each clean set exchange answers in pairs (isolated swaps). --scale-data FILE
+(make_bench_set.py, 50,000 records): 5% of the answers using email / online / website / Wi-Fi get the rare spelling
+(e-mail, on-line, web site, WiFi), for consistency's recall at scale. With --speed N, also times whole `datakit audit`
+processes on N records of ../shared/tools/make_bench_set.py, alternating: without the five quality families
+(spelling, completeness, accuracy, consistency, correspondence) and with every family, wall and CPU time.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import subprocess
@@ -65,8 +72,9 @@ def records(path: Path) -> list[dict]:
     return [r for r in out if r["output"].strip()]
 
 
-def flagged(path: Path, family: str, severity: str = "warning") -> set[int]:
-    """Lines of `path` the family flags at this severity (spelling lists prompts as info), through the real CLI."""
+def flagged(path: Path, family: str, severity: str | None = "warning") -> set[int]:
+    """Lines of `path` the family flags at this severity (spelling lists prompts as info; None: any), through the real
+    CLI."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
         proc = subprocess.run([str(Path(sys.executable).parent / "datakit"), "audit", str(path), "--only", family, "--json",
@@ -74,7 +82,7 @@ def flagged(path: Path, family: str, severity: str = "warning") -> set[int]:
         if not out.exists():
             raise SystemExit(f"audit of {path} failed: {proc.stderr}")
         return {f["line"] for f in json.loads(out.read_text())["findings"] if f["line"] is not None
-                and f["severity"] == severity}
+                and severity in (None, f["severity"])}
 
 
 def misspellings() -> dict[str, str]:
@@ -185,19 +193,83 @@ def quality(per_family: int, seed: int, tmp: Path, show: int = 0, families: tupl
               f"({by_lang[0]} / {by_lang[1]}) | {found / max(len(copies), 1):.3f} | {extra} of {len(base):,} |")
 
 
-def speed(n: int, tmp: Path) -> None:
-    data = tmp / f"bench{n}.jsonl"
-    subprocess.run([sys.executable, str(SHARED / "tools" / "make_bench_set.py"), "--records", str(n), "--out", str(data)],
-                   check=True, capture_output=True)
-    exe = str(Path(sys.executable).parent / "datakit")
-    runs = {"every family but spelling, completeness, accuracy": ["--skip", ",".join(FAMILIES)],
-            "every family": [], "--only spelling,completeness,accuracy": ["--only", ",".join(FAMILIES)]}
-    print(f"\n| audit of {n:,} bench records | wall |\n|---|---:|")
-    for name, extra in runs.items():
-        start = time.perf_counter()
-        subprocess.run([exe, "audit", str(data), *extra, "--json", str(tmp / "r.json"), "--no-html", "-q", "--fail-on", "never"],
+def swaps(seed: int, tmp: Path, share: float = 0.02) -> None:
+    """correspondence.*: `share` of the records of each clean real set exchange answers in pairs (isolated swaps, the
+    columns otherwise aligned); recall is the share of those records flagged, extra the records flagged beyond the
+    clean set's own."""
+    print("\n| clean set | records | swapped (pairs x 2) | found | recall | new flags elsewhere |\n|---|---:|---:|---:|---:|---:|")
+    total = found_all = 0
+    for name, rel in CLEAN.items():
+        rows = records(SHARED / "data" / rel)
+        rng = random.Random(f"{seed}:swaps:{name}")
+        picked = rng.sample(range(len(rows)), 2 * max(1, round(share * len(rows) / 2)))
+        swapped = [dict(r) for r in rows]
+        for a, b in zip(picked[::2], picked[1::2]):
+            swapped[a]["output"], swapped[b]["output"] = rows[b]["output"], rows[a]["output"]
+        clean = flagged(write(tmp / "clean.jsonl", rows), "correspondence")
+        lines = flagged(write(tmp / "swapped.jsonl", swapped), "correspondence")
+        truth = {i + 1 for i in picked}
+        found = len(truth & lines)
+        total, found_all = total + len(truth), found_all + found
+        print(f"| {name} | {len(rows):,} | {len(truth)} | {found} | {found / len(truth):.3f} | {len(lines - truth - clean)} |")
+    print(f"| all | | {total} | {found_all} | {found_all / total:.3f} | |")
+
+
+# (term, its usual spelling as a pattern, the rare spelling planted)
+PLANTED_TERMS = [("email", r"\bemail\b", "e-mail"), ("online", r"\bonline\b", "on-line"),
+                 ("website", r"\bwebsite\b", "web site"), ("Wi-Fi", r"\bWi-Fi\b", "WiFi")]
+
+
+def consistency_at_scale(data: Path, seed: int, tmp: Path, share: float = 0.05) -> None:
+    """consistency.*: in the bench file, `share` of the answers using a term's usual spelling get its rare one (under
+    the 20% minority share); recall is the share of those records flagged, extra the records flagged beyond the
+    original file's own."""
+    rows = [json.loads(x) for x in data.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rng = random.Random(f"{seed}:consistency")
+    planted: dict[str, set[int]] = {}
+    for term, usual, rare in PLANTED_TERMS:
+        having = [i for i, r in enumerate(rows) if re.search(usual, r["output"]) and all(i + 1 not in p for p in planted.values())]
+        picked = rng.sample(having, max(1, round(share * len(having))))
+        for i in picked:
+            rows[i] = rows[i] | {"output": re.sub(usual, rare, rows[i]["output"])}
+        planted[term] = {i + 1 for i in picked}
+    clean = flagged(data, "consistency", None)
+    lines = flagged(write(tmp / "consistency_planted.jsonl", rows), "consistency", None)
+    truth = set().union(*planted.values())
+    print(f"\n| consistency at {len(rows):,} records | planted | found | recall |\n|---|---:|---:|---:|")
+    for term, lines_of in planted.items():
+        print(f"| {term} | {len(lines_of)} | {len(lines_of & lines)} | {len(lines_of & lines) / len(lines_of):.3f} |")
+    print(f"| all | {len(truth)} | {len(truth & lines)} | {len(truth & lines) / len(truth):.3f} |\n"
+          f"records flagged beyond the original file's {len(clean):,}: {len(lines - truth - clean)}")
+
+
+NEW_FAMILIES = ("spelling", "completeness", "accuracy", "consistency", "correspondence")
+
+
+def speed(n: int, tmp: Path, rounds: int, data: Path | None = None) -> None:
+    """Whole `datakit audit` processes on N bench records without the five quality families (A) and with every family
+    (B), alternating A B A B so both see the same machine: wall, CPU (user + sys of the process and its workers) and
+    the load average while each ran (other sessions share the cores)."""
+    if data is None:
+        data = tmp / f"bench{n}.jsonl"
+        subprocess.run([sys.executable, str(SHARED / "tools" / "make_bench_set.py"), "--records", str(n), "--out", str(data)],
                        check=True, capture_output=True)
-        print(f"| {name} | {time.perf_counter() - start:.1f} s |")
+    exe = str(Path(sys.executable).parent / "datakit")
+    runs = {"A: without " + ", ".join(NEW_FAMILIES): ["--skip", ",".join(NEW_FAMILIES)], "B: every family": []}
+    print(f"\n| round | audit of {n:,} bench records | wall | CPU (user + sys) | load (1 min) |\n|---|---|---:|---:|---:|")
+    totals: dict[str, list[float]] = {name: [0.0, 0.0] for name in runs}
+    for r in range(1, rounds + 1):
+        for name, extra in runs.items():
+            before, start, load = os.times(), time.perf_counter(), os.getloadavg()[0]
+            subprocess.run([exe, "audit", str(data), *extra, "--json", str(tmp / "r.json"), "--no-html", "-q", "--fail-on",
+                            "never"], check=True, capture_output=True)
+            wall, after = time.perf_counter() - start, os.times()
+            cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+            totals[name][0] += wall
+            totals[name][1] += cpu
+            print(f"| {r} | {name} | {wall:.1f} s | {cpu:.1f} s | {load:.1f} -> {os.getloadavg()[0]:.1f} |")
+    (a_wall, a_cpu), (b_wall, b_cpu) = totals.values()
+    print(f"\nB / A over {rounds} rounds: wall {b_wall / a_wall:.2f}x, CPU {b_cpu / a_cpu:.2f}x")
 
 
 def main() -> None:
@@ -205,15 +277,26 @@ def main() -> None:
     parser.add_argument("--per-family", type=int, default=200, help="planted copies per family (half English, half Chinese)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show-misses", action="store_true", help="print every planted copy the family missed")
-    parser.add_argument("--families", default=",".join(FAMILIES), help="the families to measure (comma-separated)")
+    parser.add_argument("--families", default=",".join(FAMILIES + ("correspondence",)),
+                        help="the families to measure (comma-separated; empty: none); correspondence: planted swaps")
     parser.add_argument("--speed", type=int, default=0, help="also time audits of this many bench records")
+    parser.add_argument("--speed-data", type=Path, help="the bench file of --speed records when built already")
+    parser.add_argument("--rounds", type=int, default=2, help="A/B pairs of the --speed audits")
+    parser.add_argument("--scale-data", type=Path, help="a make_bench_set.py file (50,000 records) for the planted "
+                        "consistency check at scale")
     args = parser.parse_args()
     if not (SHARED / "data").is_dir():
         raise SystemExit(f"{SHARED / 'data'} is absent: nothing to measure")
     with tempfile.TemporaryDirectory() as tmp:
-        quality(args.per_family, args.seed, Path(tmp), args.show_misses, tuple(args.families.split(",")))
+        planted = tuple(f for f in args.families.split(",") if f in FAMILIES)
+        if planted:
+            quality(args.per_family, args.seed, Path(tmp), args.show_misses, planted)
+        if "correspondence" in args.families.split(","):
+            swaps(args.seed, Path(tmp))
+        if args.scale_data:
+            consistency_at_scale(args.scale_data, args.seed, Path(tmp))
         if args.speed:
-            speed(args.speed, Path(tmp))
+            speed(args.speed, Path(tmp), args.rounds, args.speed_data)
 
 
 if __name__ == "__main__":
