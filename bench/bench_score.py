@@ -1,12 +1,12 @@
 """Records per second of `--score-model` scoring (trainkit.score): one record per forward pass against batches of
 records, in the same run, alternating, on real records.
 
-    python bench/bench_score.py [--records 400] [--rounds 2] [--layers 2] [--hidden 64]
+    python bench/bench_score.py [--records 400] [--rounds 2] [--layers 2] [--hidden 64] [--threads 1]
 
 The model is the tests' tiny random-init Qwen2 (tests/trainkit_helpers.py, built here and loaded through
 `save_pretrained` / `from_pretrained` like a user's model); --layers / --hidden make it bigger. Records: the first
 N of ../shared/data/llamafactory/alpaca_en_demo.json (examples/alpaca_en_sample.json when that is absent). The GPU
-when there is one, else the CPU with the threads torch is given (OMP_NUM_THREADS).
+when there is one, else the CPU with --threads torch threads.
 """
 from __future__ import annotations
 
@@ -28,9 +28,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="A/B pairs (one-by-one, batched), alternating")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (1: no OpenMP spin-waiting against the "
+                        "other processes of a shared machine)")
     args = parser.parse_args()
 
     import torch
+
+    torch.set_num_threads(args.threads)
 
     from datakit.normalise import load
     from tests.trainkit_helpers import build_tokenizer
