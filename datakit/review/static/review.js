@@ -380,6 +380,8 @@ function onFilterChange() {
   state.filter = wanted;
   state.offset = 0;
   $("bulk-confirm").hidden = true;
+  state.items = [];  // entries of the old filter go at once: a click on one must not race the new list
+  renderItems();
   loadItems("first").catch((e) => showError(e.message));
 }
 
