@@ -233,12 +233,13 @@ function renderGroups(groups) {
 
 // --- decisions ----------------------------------------------------------------------------------------------------
 
-async function send(decisions) {
+async function post(path, body) {
+  // one state-changing request at a time; the answer carries the new progress
   if (state.busy) return null;
   state.busy = true;
   showError("");
   try {
-    const data = await api("/api/decide", {decisions});
+    const data = await api(path, body);
     setProgress(data.progress);
     return data;
   } catch (e) {
@@ -258,7 +259,7 @@ async function decide(action, line) {
   if (!state.record) return;
   const target = line || state.record.line;
   const note = $("note").value.trim() || undefined;
-  const done = await send([{line: target, action, rule: currentRule(), note}]);
+  const done = await post("/api/decide", {decisions: [{line: target, action, rule: currentRule(), note}]});
   if (!done) return;
   $("note").value = "";
   await refresh(target === state.record.line && !line);
@@ -266,19 +267,7 @@ async function decide(action, line) {
 
 async function keepOnly(group, line) {
   // every member of the group is decided on the server, the ones not shown here included
-  if (state.busy) return;
-  state.busy = true;
-  showError("");
-  try {
-    const data = await api("/api/pick", {rule: group.rule, line: group.anchor, keep: [line]});
-    setProgress(data.progress);
-  } catch (e) {
-    showError(e.message);
-    return;
-  } finally {
-    state.busy = false;
-  }
-  await refresh(false);
+  if (await post("/api/pick", {rule: group.rule, line: group.anchor, keep: [line]})) await refresh(false);
 }
 
 async function refresh(advance) {
@@ -293,18 +282,9 @@ async function refresh(advance) {
 }
 
 async function undo() {
-  if (state.busy) return;
-  state.busy = true;
-  try {
-    const data = await api("/api/undo", {});
-    setProgress(data.progress);
-    $("list-status").dataset.undone = data.lines.join(" ");
-  } catch (e) {
-    showError(e.message);
-    return;
-  } finally {
-    state.busy = false;
-  }
+  const data = await post("/api/undo", {});
+  if (!data) return;
+  $("list-status").dataset.undone = data.lines.join(" ");
   await refresh(false);
 }
 
@@ -344,8 +324,9 @@ async function recheck(texts, into) {
 }
 
 async function saveEdit() {
-  const done = await send([{line: state.record.line, action: "edit", rule: currentRule(), texts: editedTexts(),
-                            note: $("note").value.trim() || undefined}]);
+  const edit = {line: state.record.line, action: "edit", rule: currentRule(), texts: editedTexts(),
+                note: $("note").value.trim() || undefined};
+  const done = await post("/api/decide", {decisions: [edit]});
   if (!done) return;
   state.editing = false;
   $("note").value = "";
