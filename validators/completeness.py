@@ -232,8 +232,8 @@ def structural(answer: str, cfg: CompletenessConfig, unbalanced: bool = True) ->
                 [listed], _tail(answer, len(answer) - EXCERPT))
     row = _truncated_row(answer)
     if row is not None:
-        return ("completeness.truncated_table", "the table's last row '{}' stops before its closing '|' while the rows "
-                "above it are whole: the answer stops mid-table. Finish the table or drop the record.", [row],
+        return ("completeness.truncated_table", ("the table's last row '{}' stops before its closing '|' while the rows "
+                "above it are whole: the answer stops mid-table. Finish the table or drop the record."), [row],
                 _tail(answer, len(answer) - EXCERPT))
     text = blank(answer, CODE, LINK)
     opened = _unclosed(text) if unbalanced else None
