@@ -66,3 +66,12 @@ def run_rule(rule, ds, config=None, against=()):
 
     found, summaries = audit_records(ds, config or AuditConfig(), list(against), [rule])
     return found, summaries[rule.family]
+
+
+@pytest.fixture(scope="session")
+def chat_run(tiny_model, tmp_path_factory) -> Path:
+    """One real tiny `trainkit train` run on chat records with a system prompt, shared by the generate and chat tests
+    (none of them writes into it)."""
+    from tests.trainkit_helpers import identity_with_system, train_tiny_run
+
+    return train_tiny_run(tiny_model, tmp_path_factory.mktemp("chat-run"), identity_with_system(24))

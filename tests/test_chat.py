@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_generate import SYSTEM, identity_with_system, train_tiny_run
+from tests.trainkit_helpers import SYSTEM
 from trainkit.chat import Conversation, prompt_budget
 from trainkit.generate import Prompt, generate_answers, load_for_inference, prompt_ids
 
@@ -17,13 +17,8 @@ TRAINKIT = str(Path(sys.executable).parent / "trainkit")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_model, tmp_path_factory):
-    return train_tiny_run(tiny_model, tmp_path_factory.mktemp("chat"), identity_with_system(24))
-
-
-@pytest.fixture(scope="module")
-def inf(run_dir):
-    return load_for_inference(run_dir)
+def inf(chat_run):
+    return load_for_inference(chat_run)
 
 
 def spawn(*args: str):
@@ -39,8 +34,8 @@ def answer(child) -> str:
     return child.before.replace("\r\n", "\n").strip()
 
 
-def test_two_turns_reset_and_quit_in_a_terminal(run_dir, inf):
-    child = spawn(run_dir, "--max-new-tokens", "4")
+def test_two_turns_reset_and_quit_in_a_terminal(chat_run, inf):
+    child = spawn(chat_run, "--max-new-tokens", "4")
     child.expect(f"system prompt: '{SYSTEM}'")
     child.expect("you> ")
     child.sendline("Who are you?")
@@ -70,8 +65,8 @@ def test_two_turns_reset_and_quit_in_a_terminal(run_dir, inf):
     assert "Traceback" not in child.before
 
 
-def test_ctrl_c_stops_the_answer_not_the_chat(run_dir):
-    child = spawn(run_dir, "--base", "--max-new-tokens", "5000")  # the random base rarely stops by itself
+def test_ctrl_c_stops_the_answer_not_the_chat(chat_run):
+    child = spawn(chat_run, "--base", "--max-new-tokens", "5000")  # the random base rarely stops by itself
     child.expect("you> ")
     child.sendline("Tell me a long story.")
     child.expect("assistant> ")
@@ -110,11 +105,11 @@ def test_a_missing_run_folder_is_one_line(tmp_path):
     assert child.exitstatus == 2 and "not a trainkit run folder" in child.before and "Traceback" not in child.before
 
 
-def test_a_template_that_refuses_the_system_role_is_a_note_not_a_crash(run_dir, tmp_path):
+def test_a_template_that_refuses_the_system_role_is_a_note_not_a_crash(chat_run, tmp_path):
     import shutil
 
     copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
+    shutil.copytree(chat_run, copy)
     template = copy / "adapter" / "chat_template.jinja"
     template.write_text("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
                         + template.read_text(encoding="utf-8"), encoding="utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.trainkit_helpers import identity_records, write_jsonl
+from tests.trainkit_helpers import SYSTEM, identity_records, train_tiny_run, write_jsonl
 from trainkit.generate import (
     InferenceError,
     Prompt,
@@ -13,32 +13,6 @@ from trainkit.generate import (
     prompt_ids,
     prompt_of,
 )
-
-SYSTEM = "You are a careful assistant."
-
-
-def identity_with_system(n: int) -> list[dict]:
-    """Identity records as OpenAI messages, most with one system prompt (the run's system prompt), a few multi-turn."""
-    records = []
-    for i, r in enumerate(identity_records(n)):
-        messages = [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["output"]}]
-        if i % 5 == 1:
-            messages += [{"role": "user", "content": "And again?"}, {"role": "assistant", "content": r["output"]}]
-        records.append({"messages": ([{"role": "system", "content": SYSTEM}] if i % 4 else []) + messages})
-    return records
-
-
-def train_tiny_run(model, folder, records):
-    """A real `trainkit.train` run, cheap settings: the folder a user would point generate/chat at."""
-    from trainkit import train
-
-    data = write_jsonl(folder / "train.jsonl", records)
-    return train(data, model, folder / "run", method="lora", max_steps=6, learning_rate=2e-2, progress=False).run_dir
-
-
-@pytest.fixture(scope="module")
-def chat_run(tiny_model, tmp_path_factory):
-    return train_tiny_run(tiny_model, tmp_path_factory.mktemp("gen-chat"), identity_with_system(24))
 
 
 @pytest.fixture(scope="module")

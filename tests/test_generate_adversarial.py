@@ -11,7 +11,7 @@ import pytest
 from datakit.normalise import load
 from tests.test_adversarial import CASE_NAMES, _drive
 from tests.test_adversarial import corpus as corpus  # noqa: PLC0414  the session's hostile files, built once
-from tests.test_generate import identity_with_system, train_tiny_run
+from tests.trainkit_helpers import identity_with_system, train_tiny_run
 
 
 @pytest.fixture(scope="module")

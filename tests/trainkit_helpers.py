@@ -118,3 +118,25 @@ if __name__ == "__main__":  # torchrun ... -m tests.trainkit_helpers MODEL_DIR
     if not fsdp2_gradients_match(Path(sys.argv[1])):
         sys.exit("FSDP2 gradients differ from the unsharded model's")
     print("FSDP2 gradients match")
+
+
+SYSTEM = "You are a careful assistant."
+
+
+def identity_with_system(n: int) -> list[dict]:
+    """Identity records as OpenAI messages, most with one system prompt (the run's system prompt), a few multi-turn."""
+    records = []
+    for i, r in enumerate(identity_records(n)):
+        messages = [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["output"]}]
+        if i % 5 == 1:
+            messages += [{"role": "user", "content": "And again?"}, {"role": "assistant", "content": r["output"]}]
+        records.append({"messages": ([{"role": "system", "content": SYSTEM}] if i % 4 else []) + messages})
+    return records
+
+
+def train_tiny_run(model, folder, records):
+    """A real `trainkit.train` run, cheap settings: the folder a user would point generate/chat at."""
+    from trainkit import train
+
+    data = write_jsonl(folder / "train.jsonl", records)
+    return train(data, model, folder / "run", method="lora", max_steps=6, learning_rate=2e-2, progress=False).run_dir
